@@ -1,0 +1,38 @@
+# The two commands of the README: `make demo` (standalone, no cluster) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit tools bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/jwks-operator standalone --config examples/standalone.yaml
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+tools: $(STAMP)
+	bash scripts/ensure-tools.sh
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests
+
+test: lint typecheck tools
+	$(PY) -m pytest -q -n 2 -p no:cacheprovider tests
+
+bench: $(STAMP) tools
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""One module per ``jwks-operator`` subcommand; each exposes ``register(subparsers)``."""

@@ -1,0 +1,68 @@
+"""The one gate every published JWK and JWKS passes through.
+
+A private key that reaches a ConfigMap or an HTTP response is the worst failure this
+project can have, so the rule is enforced at the point of emission, by both the writer
+(operator, standalone) and the reader (server), rather than trusted to whoever built the
+document. The checks are structural and cheap; they do not validate key parameters.
+"""
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from jwks_operator.core.contract import PRIVATE_MEMBERS
+
+
+class UnsafeJwksError(ValueError):
+    """A document that must not be published: private material, symmetric key, bad shape."""
+
+
+def check_public_jwk(jwk: object, where: str = "key") -> None:
+    """Raise UnsafeJwksError unless ``jwk`` is a public-only, asymmetric JWK with a kid."""
+    if not isinstance(jwk, Mapping):
+        raise UnsafeJwksError(f"{where}: a JWK must be a JSON object")
+    leaked = sorted(PRIVATE_MEMBERS.intersection(jwk))
+    if leaked:
+        # Name the members, never their values: the message may be logged.
+        raise UnsafeJwksError(f"{where}: holds private member(s) {', '.join(leaked)}")
+    kty = jwk.get("kty")
+    if not isinstance(kty, str) or not kty:
+        raise UnsafeJwksError(f"{where}: has no kty")
+    if kty == "oct":
+        raise UnsafeJwksError(f"{where}: is a symmetric (oct) key, which is secret by nature")
+    kid = jwk.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise UnsafeJwksError(f"{where}: has no kid")
+
+
+def check_public_jwks(jwks: object) -> None:
+    """Raise UnsafeJwksError unless ``jwks`` is a JWKS of public keys with unique kids."""
+    if not isinstance(jwks, Mapping):
+        raise UnsafeJwksError("JWKS must be a JSON object")
+    keys = jwks.get("keys")
+    if not isinstance(keys, list):
+        raise UnsafeJwksError('JWKS must have a "keys" array')
+    seen: set[str] = set()
+    for index, jwk in enumerate(keys):
+        check_public_jwk(jwk, where=f"keys[{index}]")
+        kid = jwk["kid"]
+        if kid in seen:
+            raise UnsafeJwksError(f"keys[{index}]: duplicate kid {kid!r}")
+        seen.add(kid)
+
+
+def parse_public_jwks(raw: str | bytes) -> dict[str, Any]:
+    """Parse JSON text as a JWKS and guard it; for readers of untrusted stored documents."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UnsafeJwksError(f"JWKS is not valid JSON: {error.__class__.__name__}") from None
+    check_public_jwks(document)
+    assert isinstance(document, dict)
+    return document
+
+
+def encode_public_jwks(jwks: Mapping[str, Any]) -> str:
+    """Guard, then serialise deterministically: the only way the project turns a JWKS into text."""
+    check_public_jwks(jwks)
+    return json.dumps(jwks, separators=(",", ":"), sort_keys=False)

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Fetches the external tools the test suite drives for real (helm, nginx), so that a
+# clean clone on a machine with only Python, pip, make and git runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
