@@ -34,6 +34,9 @@ SECRET_SIGNING_JWK: Final = "signing.jwk"
 
 CONFIGMAP_JWKS: Final = "jwks.json"
 CONFIGMAP_OPENID: Final = "openid-configuration"
+CONFIGMAP_VERIFICATION: Final = "verification.json"
+"""The keyset's public token policy (spec.verification), for the gateway ``/verify`` endpoint:
+the server reads only ConfigMaps, never the JwksKeySet, so the operator publishes it here."""
 
 PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 """JWK members that carry secret material (RFC 7518 section 6); none may ever be published."""
