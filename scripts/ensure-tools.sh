@@ -3,3 +3,7 @@
 # clean clone on a machine with only Python, pip, make and git runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PY="${PYTHON:-.venv/bin/python}"; [ -x "$PY" ] || PY=python3
+
+# One line per tool.
+"$PY" scripts/fetch_helm.py >/dev/null  # helm -> .cache/tools/bin/helm (chart lint/template tests)
