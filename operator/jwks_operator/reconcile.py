@@ -1,0 +1,195 @@
+"""One reconciliation of one keyset: read, plan, write private, write public, report.
+
+Shared by the Kubernetes operator (a Kopf handler calls it) and standalone mode (a
+timer calls it), so both follow exactly the same crash-safe sequence:
+
+1. read what the store holds; refuse corrupt or foreign state (no writes at all);
+2. plan (pure, in a worker thread because it may generate keys);
+3. write the private half (Secret / state file): every key is safe before it is public;
+4. write the public half (ConfigMap / published file) from the same state;
+5. mark newly published keys, and write the private half again if that changed.
+
+A crash between any two steps leaves a state that step 1 accepts on restart: at worst a
+key is re-published, or its pre-publication starts a little later (the safe direction).
+"""
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jwks_operator.core.contract import CONFIGMAP_JWKS
+from jwks_operator.core.guard import UnsafeJwksError, parse_public_jwks
+from jwks_operator.core.keys import generate_key
+from jwks_operator.core.lifecycle import KeyFactory, LifecycleEvent, next_change, plan
+from jwks_operator.core.publication import configmap_data
+from jwks_operator.core.report import key_summaries
+from jwks_operator.core.secretdata import secret_data
+from jwks_operator.core.spec import KeySetSpec
+from jwks_operator.core.state import (
+    CorruptStateError,
+    KeySetState,
+    KeyState,
+    OrphanKey,
+    state_from_json,
+)
+from jwks_operator.core.timefmt import format_time, parse_time
+from jwks_operator.store.base import KeySetStore, WriteOutcome
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened, in the terms status and events need; never holds key material."""
+
+    ready: Condition
+    rotating: Condition
+    events: tuple[LifecycleEvent, ...] = ()
+    active_kid: str | None = None
+    next_kid: str | None = None
+    next_change: datetime | None = None
+    next_rotation: datetime | None = None
+    revision: int | None = None
+    keys: list[dict[str, Any]] = field(default_factory=list)
+    wrote: bool = False
+
+
+def not_ready(reason: str, message: str) -> Outcome:
+    """An outcome for a keyset that could not be reconciled: the last good JWKS stays."""
+    return Outcome(
+        ready=Condition("Ready", False, reason, message),
+        rotating=Condition("Rotating", False, reason, "not reconciled"),
+        events=(LifecycleEvent("Warning", reason, message),),
+    )
+
+
+async def reconcile(
+    spec: KeySetSpec,
+    store: KeySetStore,
+    *,
+    clock: Callable[[], datetime],
+    rotate_request: str | None = None,
+    new_key: KeyFactory = generate_key,
+) -> Outcome:
+    stored = await store.read()
+    if stored.conflict is not None:
+        return not_ready("NameConflict", stored.conflict)
+    events: list[LifecycleEvent] = []
+    now = clock()
+    if stored.private_state is None:
+        state, recovered = _recover_public_keys(spec, stored.public_data, now)
+        if recovered:
+            events.append(
+                LifecycleEvent(
+                    "Warning",
+                    "SecretLost",
+                    f"private key state {spec.secret_name} is gone; {recovered} public key(s) "
+                    f"stay published until {format_time(now + spec.retire_after)} and a new "
+                    "active key is generated",
+                )
+            )
+    else:
+        try:
+            state = await asyncio.to_thread(state_from_json, stored.private_state)
+        except CorruptStateError as error:
+            return not_ready(
+                "CorruptSecret",
+                f"{spec.secret_name}: {error}; keys are neither regenerated nor unpublished "
+                "until it is repaired or deleted",
+            )
+
+    result = await asyncio.to_thread(
+        plan, spec, state, now, new_key=new_key, rotate_request=rotate_request
+    )
+    events.extend(result.events)
+    state = result.state
+    public = configmap_data(spec, result.jwks)
+    published_kids = frozenset(key["kid"] for key in result.jwks["keys"])
+    # The annotation is computed as if the marking below had already happened: it is at
+    # most a few milliseconds early, which only makes caches expire sooner.
+    predicted = state.mark_published(published_kids, now)
+
+    wrote = await store.write_private(await asyncio.to_thread(secret_data, state))
+    public_outcome = await store.write_public(public, next_change(spec, predicted))
+    if stored.private_state is not None and public_outcome is not WriteOutcome.UNCHANGED:
+        damaged = stored.public_data is None or not stored.public_intact
+        if damaged and not result.events:
+            events.append(
+                LifecycleEvent(
+                    "Warning",
+                    "PublicKeysRepaired",
+                    f"{spec.config_map_name} was "
+                    f"{'missing' if stored.public_data is None else 'edited'}; "
+                    "rebuilt from the private key state",
+                )
+            )
+    marked = state.mark_published(published_kids, clock())
+    if marked != state:
+        state = marked
+        await store.write_private(await asyncio.to_thread(secret_data, state))
+    return _outcome(spec, state, tuple(events), wrote is not WriteOutcome.UNCHANGED)
+
+
+def _recover_public_keys(
+    spec: KeySetSpec, public_data: Mapping[str, str] | None, now: datetime
+) -> tuple[KeySetState, int]:
+    """After a lost Secret: keep serving the public keys verifiers may still need."""
+    if not public_data or CONFIGMAP_JWKS not in public_data:
+        return KeySetState(), 0
+    try:
+        jwks = parse_public_jwks(public_data[CONFIGMAP_JWKS])
+    except UnsafeJwksError:
+        return KeySetState(), 0
+    orphans = tuple(
+        OrphanKey(public_jwk=dict(jwk), removes_at=now + spec.retire_after)
+        for jwk in jwks["keys"]
+        if jwk["kid"] not in spec.revoked_keys
+    )
+    return KeySetState(orphans=orphans), len(orphans)
+
+
+def _outcome(
+    spec: KeySetSpec, state: KeySetState, events: tuple[LifecycleEvent, ...], wrote: bool
+) -> Outcome:
+    active, upcoming = state.active, state.next
+    summaries = key_summaries(spec, state)
+    rotation = next(
+        (entry.get("activatesAt") for entry in summaries if entry["state"] == "next"), None
+    )
+    draining = [key.kid for key in state.keys if key.state is KeyState.RETIRED]
+    draining += [orphan.kid for orphan in state.orphans]
+    ready_message = f"active key {active.kid if active else '-'}"
+    if upcoming is not None:
+        ready_message += f", next key {upcoming.kid}"
+        if rotation:
+            ready_message += f" activates at {rotation}"
+    rotating = Condition(
+        "Rotating",
+        bool(draining),
+        "Draining" if draining else "Steady",
+        (
+            f"{len(draining)} key(s) no longer signing stay published: {', '.join(draining)}"
+            if draining
+            else "no retired key is published"
+        ),
+    )
+    return Outcome(
+        ready=Condition("Ready", True, "KeysPublished", ready_message),
+        rotating=rotating,
+        events=events,
+        active_kid=active.kid if active else None,
+        next_kid=upcoming.kid if upcoming else None,
+        next_change=next_change(spec, state),
+        next_rotation=parse_time(rotation) if rotation else None,
+        revision=state.revision,
+        keys=summaries,
+        wrote=wrote,
+    )
