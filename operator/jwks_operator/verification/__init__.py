@@ -1,0 +1,32 @@
+"""Gateway token verification: is this bearer token valid for that keyset, and who is it?
+
+``build_verifier`` turns a keyset's published documents into a ``TokenVerifier`` once per
+change; the server keeps it in its snapshot and answers ``/{ns}/{name}/verify`` through
+``endpoint.answer``. Nothing here does I/O, so every rule is unit-testable without HTTP.
+"""
+
+from jwks_operator.verification.policy import (
+    NO_OVERRIDES,
+    OverrideError,
+    Policy,
+    PolicyError,
+    PolicyOverrides,
+    parse_overrides,
+)
+from jwks_operator.verification.verdict import Accepted, Reason, Refused, Verdict
+from jwks_operator.verification.verifier import TokenVerifier, build_verifier
+
+__all__ = [
+    "NO_OVERRIDES",
+    "Accepted",
+    "OverrideError",
+    "Policy",
+    "PolicyError",
+    "PolicyOverrides",
+    "Reason",
+    "Refused",
+    "TokenVerifier",
+    "Verdict",
+    "build_verifier",
+    "parse_overrides",
+]

@@ -1,0 +1,58 @@
+"""Identity headers for the upstream, built from verified claims without injection or confusion.
+
+Stripping bad characters would be the usual sanitiser, but it changes identities:
+``"ali\\u0000ce"`` would reach the backend as ``alice``. So a string claim that cannot be a
+header value as-is (control characters, line breaks, surrounding blanks that HTTP parsers
+trim, or over-long) makes the token unusable instead, and non-string claims are sent as
+ASCII-only JSON, which has no such characters by construction. Every configured header is
+always present on success (empty when its claim is absent), so a gateway copying it always
+overwrites whatever the client sent under the same name.
+"""
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+MAX_HEADER_VALUE: Final = 2048
+SUBJECT_HEADER: Final = "X-Auth-Subject"
+ISSUER_HEADER: Final = "X-Auth-Issuer"
+KID_HEADER: Final = "X-Auth-Kid"
+FIXED_HEADERS: Final = ((SUBJECT_HEADER, "sub"), (ISSUER_HEADER, "iss"))
+
+_UNSAFE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class UnrepresentableClaimError(ValueError):
+    """A claim that cannot travel as a header value without being altered."""
+
+
+def header_value(claims: Mapping[str, Any], claim: str) -> str:
+    value = claims.get(claim)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        text = value
+        if _UNSAFE_RE.search(text) or text != text.strip(" \t"):
+            raise UnrepresentableClaimError(
+                f"claim {claim} has control characters or surrounding blanks"
+            )
+    else:
+        text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+    if len(text) > MAX_HEADER_VALUE:
+        raise UnrepresentableClaimError(
+            f"claim {claim} is longer than {MAX_HEADER_VALUE} characters"
+        )
+    return text
+
+
+def identity_headers(
+    claims: Mapping[str, Any],
+    kid: str,
+    mapping: tuple[tuple[str, str], ...],
+) -> tuple[tuple[str, str], ...]:
+    """(header, value) pairs: fixed ones first, then the policy's claim mapping."""
+    headers = [(header, header_value(claims, claim)) for header, claim in FIXED_HEADERS]
+    headers.append((KID_HEADER, kid))
+    headers.extend((header, header_value(claims, claim)) for claim, header in mapping)
+    return tuple(headers)
