@@ -2,9 +2,15 @@
 
 ``build_verifier`` turns a keyset's published documents into a ``TokenVerifier`` once per
 change; the server keeps it in its snapshot and answers ``/{ns}/{name}/verify`` through
-``endpoint.answer``. Nothing here does I/O, so every rule is unit-testable without HTTP.
+``handle_verify``. Nothing here does I/O, so every rule is unit-testable without HTTP.
+
+The server finds this package through ``server/hooks.py``: it calls the module-level
+``build_verifier`` once per ConfigMap change, ``handle_verify`` per request, and appends
+``metrics_text()`` to ``/metrics``.
 """
 
+from jwks_operator.verification.endpoint import handle_verify
+from jwks_operator.verification.metrics import metrics_text
 from jwks_operator.verification.policy import (
     NO_OVERRIDES,
     OverrideError,
@@ -28,5 +34,7 @@ __all__ = [
     "TokenVerifier",
     "Verdict",
     "build_verifier",
+    "handle_verify",
+    "metrics_text",
     "parse_overrides",
 ]

@@ -1,0 +1,156 @@
+"""``/{namespace}/{name}/verify``: the HTTP answer a gateway's forward-auth call gets.
+
+Framework-free (the server hands over method, lower-cased headers and the raw query), so
+every status and header is unit-testable without a socket. It runs on the event loop:
+the work is bounded (token size-capped, one signature check of 30-120 us) and a thread
+hop would cost more than the verification itself.
+
+Statuses: 200 with identity headers; 401 with an RFC 6750 ``WWW-Authenticate`` challenge
+(no error code when there is no bearer token at all, as RFC 6750 3.1 asks, so that a
+login flow can start); 400 ``invalid_request`` for a malformed Authorization header or a
+bad override; 503 while the keyset has no usable verifier. A bad token is never a 5xx.
+"""
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from jwks_operator.verification import metrics
+from jwks_operator.verification.policy import OverrideError, parse_overrides
+from jwks_operator.verification.verdict import Accepted, Reason, Refused
+from jwks_operator.verification.verifier import TokenVerifier
+
+COOKIE_PARAMETER: Final = "cookie"
+"""Query parameter naming a cookie to read the token from when there is no Authorization
+header (browser sessions behind a gateway). Set in the gateway's configured URL."""
+
+_BEARER_RE = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9._~+/-]+=*) *")
+_COOKIE_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
+_DESCRIPTION_UNSAFE_RE = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
+_NO_STORE: Final = ("Cache-Control", "no-store")
+
+Response = tuple[int, Sequence[tuple[str, str]], bytes]
+
+
+def handle_verify(entry: Any, method: str, headers: Mapping[str, str], query: str) -> Response:
+    """The server's hook (see ``server/hooks.py``); ``entry.verifier`` is ours or None."""
+    verifier = getattr(entry, "verifier", None)
+    return answer(verifier, headers, query, datetime.now(UTC))
+
+
+def answer(
+    verifier: TokenVerifier | None, headers: Mapping[str, str], query: str, now: datetime
+) -> Response:
+    query, cookie_name = _split_cookie_parameter(query)
+    overrides = parse_overrides(query)
+    if isinstance(overrides, OverrideError):
+        return _refuse(Refused(Reason.BAD_OVERRIDE, str(overrides), "invalid_request"))
+    if cookie_name is not None and not _COOKIE_NAME_RE.fullmatch(cookie_name):
+        return _refuse(
+            Refused(Reason.BAD_OVERRIDE, "cookie is not a valid cookie name", "invalid_request")
+        )
+    if verifier is None:
+        metrics.count("unavailable", "no_verifier")
+        body = _json(
+            {
+                "error": "verification_unavailable",
+                "error_description": "this keyset has no usable verification policy",
+            }
+        )
+        return 503, (("Content-Type", "application/json"), _NO_STORE), body
+    token = _bearer_token(headers, cookie_name)
+    if isinstance(token, Refused):
+        return _refuse(token)
+    verdict = verifier.verify(token, now, overrides)
+    if isinstance(verdict, Refused):
+        return _refuse(verdict)
+    return _accept(verdict)
+
+
+def _accept(verdict: Accepted) -> Response:
+    metrics.count("valid", "ok")
+    return 200, (*verdict.headers, _NO_STORE), b""
+
+
+def _refuse(refusal: Refused) -> Response:
+    metrics.count(
+        refusal.error if refusal.reason != Reason.MISSING_TOKEN else "missing", refusal.reason.value
+    )
+    description = _DESCRIPTION_UNSAFE_RE.sub("?", refusal.description.replace('"', "'"))[:200]
+    if refusal.reason == Reason.MISSING_TOKEN:
+        challenge = "Bearer"
+        body = _json({"error": "missing_token", "error_description": description})
+    else:
+        challenge = f'Bearer error="{refusal.error}", error_description="{description}"'
+        body = _json(
+            {
+                "error": refusal.error,
+                "error_description": description,
+                "reason": refusal.reason.value,
+            }
+        )
+    return (
+        refusal.status,
+        (
+            ("WWW-Authenticate", challenge),
+            ("Content-Type", "application/json"),
+            _NO_STORE,
+        ),
+        body,
+    )
+
+
+def _bearer_token(headers: Mapping[str, str], cookie_name: str | None) -> str | Refused:
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        scheme = authorization.split(" ", 1)[0]
+        if scheme.lower() != "bearer":
+            # Another scheme (Basic from a browser...) is "no bearer token", not an error.
+            return Refused(Reason.MISSING_TOKEN, "no bearer token", "invalid_token")
+        match = _BEARER_RE.fullmatch(authorization)
+        if match is None:
+            return Refused(
+                Reason.MALFORMED_REQUEST,
+                "Authorization header is not 'Bearer <token>' (one token, no commas)",
+                "invalid_request",
+            )
+        return match.group(1)
+    if cookie_name is not None:
+        token = _cookie(headers.get("cookie"), cookie_name)
+        if token:
+            return token
+    return Refused(Reason.MISSING_TOKEN, "no bearer token", "invalid_token")
+
+
+def _cookie(header: str | None, name: str) -> str | None:
+    """The named cookie's value; parsed by hand because SimpleCookie is lenient and slow."""
+    if not header:
+        return None
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return value
+    return None
+
+
+def _split_cookie_parameter(query: str) -> tuple[str, str | None]:
+    """Take ``cookie=NAME`` out of the query; the rest are policy overrides."""
+    if COOKIE_PARAMETER + "=" not in query:
+        return query, None
+    kept: list[str] = []
+    name: str | None = None
+    for part in query.split("&"):
+        if part.startswith(COOKIE_PARAMETER + "=") and name is None:
+            name = part[len(COOKIE_PARAMETER) + 1 :]
+        else:
+            kept.append(part)
+    return "&".join(kept), name
+
+
+def _json(document: Mapping[str, str]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
