@@ -5,6 +5,7 @@ Users write durations the way every Kubernetes manifest does; the planner works 
 and the CRD's pattern must accept exactly what this parser accepts.
 """
 
+import json
 import re
 from datetime import timedelta
 
@@ -29,13 +30,19 @@ class DurationError(ValueError):
 def parse_duration(text: str) -> timedelta:
     """Parse ``1h30m`` style text; raise DurationError on anything else (signs included)."""
     if not isinstance(text, str) or len(text) > 64 or not _DURATION_RE.match(text):
-        raise DurationError(f"{text!r} is not a duration like 90s, 15m or 720h")
+        raise DurationError(f"{_quote(text)} is not a duration like 90s, 15m or 720h")
     total = timedelta()
     for number, unit in _PART_RE.findall(text):
         total += float(number) * _UNITS[unit]
     if total > MAX_DURATION:
-        raise DurationError(f"{text!r} is longer than 10 years (87600h)")
+        raise DurationError(f"{_quote(text)} is longer than 10 years (87600h)")
     return total
+
+
+def _quote(text: object) -> str:
+    """Quote user input the way it appears in YAML/JSON, truncated so messages stay short."""
+    shown = json.dumps(text) if isinstance(text, str) else type(text).__name__
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 def format_duration(value: timedelta) -> str:

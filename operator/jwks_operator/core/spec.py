@@ -7,6 +7,7 @@ problem is collected, not just the first, and each names its field path and what
 allowed, because the message ends up in a condition or on a terminal.
 """
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -147,7 +148,7 @@ class _Collector:
             self.add(path, str(error))
             return None
         if parsed <= timedelta(0):
-            self.add(path, f"{value!r} must be longer than zero")
+            self.add(path, f"{_show(value)} must be longer than zero")
             return None
         return parsed
 
@@ -170,10 +171,10 @@ class _Collector:
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("https", "http") or not parts.netloc:
-            self.add(path, f"{value!r} is not an absolute https:// or http:// URL")
+            self.add(path, f"{_show(value)} is not an absolute https:// or http:// URL")
             return None
         if parts.query or parts.fragment:
-            self.add(path, f"{value!r} must not have a query or fragment")
+            self.add(path, f"{_show(value)} must not have a query or fragment")
             return None
         return value
 
@@ -340,5 +341,5 @@ def _kind(value: object) -> str:
 
 
 def _show(value: object) -> str:
-    text = repr(value) if isinstance(value, str) else _kind(value)
+    text = json.dumps(value) if isinstance(value, str) else _kind(value)
     return text if len(text) <= 80 else text[:77] + "..."
