@@ -17,7 +17,8 @@ MAX_TOKEN_CHARS: Final = 8192
 MAX_HEADER_CHARS: Final = 1024
 MAX_DEPTH: Final = 8
 
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+"""The signature part may be empty so that `alg: none` tokens get their own clear refusal."""
 
 
 class MalformedTokenError(ValueError):
@@ -83,8 +84,7 @@ def decode_object(segment: str, what: str) -> dict[str, Any]:
 
 
 def _depth(value: Any, level: int) -> int:
-    if level > MAX_DEPTH:
-        return level
+    """How many containers deep ``value`` (a container at ``level``) goes, capped early."""
     children: Iterable[Any]
     if isinstance(value, dict):
         children = value.values()
@@ -92,6 +92,8 @@ def _depth(value: Any, level: int) -> int:
         children = value
     else:
         return level - 1
+    if level > MAX_DEPTH:
+        return level
     deepest = level
     for child in children:
         deepest = max(deepest, _depth(child, level + 1))

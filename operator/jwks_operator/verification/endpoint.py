@@ -27,6 +27,7 @@ COOKIE_PARAMETER: Final = "cookie"
 header (browser sessions behind a gateway). Set in the gateway's configured URL."""
 
 _BEARER_RE = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9._~+/-]+=*) *")
+_SCHEME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _COOKIE_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
 _DESCRIPTION_UNSAFE_RE = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
 _NO_STORE: Final = ("Cache-Control", "no-store")
@@ -105,8 +106,8 @@ def _refuse(refusal: Refused) -> Response:
 def _bearer_token(headers: Mapping[str, str], cookie_name: str | None) -> str | Refused:
     authorization = headers.get("authorization")
     if authorization is not None:
-        scheme = authorization.split(" ", 1)[0]
-        if scheme.lower() != "bearer":
+        scheme = _SCHEME_RE.match(authorization)
+        if scheme is None or scheme.group().lower() != "bearer":
             # Another scheme (Basic from a browser...) is "no bearer token", not an error.
             return Refused(Reason.MISSING_TOKEN, "no bearer token", "invalid_token")
         match = _BEARER_RE.fullmatch(authorization)

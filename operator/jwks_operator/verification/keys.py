@@ -8,6 +8,7 @@ key is used, which is what makes algorithm confusion (RS256 -> HS256, ES -> RS) 
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -30,6 +31,8 @@ _CURVES: Final[dict[str, tuple[ec.EllipticCurve, int]]] = {
     "P-384": (ec.SECP384R1(), 48),
     "P-521": (ec.SECP521R1(), 66),
 }
+
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]{1,2048}")
 
 SignatureCheck = Callable[[bytes, bytes], bool]
 """``check(signature, signing_input) -> bool``; never raises for a bad signature."""
@@ -164,7 +167,7 @@ def _ed25519_check(jwk: Mapping[str, object], curve_name: str | None) -> Signatu
 
 def _member(jwk: Mapping[str, object], name: str) -> bytes:
     value = jwk.get(name)
-    if not isinstance(value, str) or not value or len(value) > 2048:
+    if not isinstance(value, str) or not _B64URL_RE.fullmatch(value):
         raise UnusableKeyError(f"member {name!r} is missing or not a base64url string")
     try:
         return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
