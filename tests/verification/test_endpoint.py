@@ -189,3 +189,30 @@ def test_nothing_in_a_response_repeats_the_token() -> None:
     blob = repr(headers) + body.decode()
     for part in forged.split("."):
         assert part not in blob
+
+
+def test_a_keyset_with_a_broken_policy_says_why_in_the_503() -> None:
+    class Entry:
+        verifier = None
+        unavailable: str | None = None
+        verification = policy_json("HS256")
+
+    status, _, body = handle_verify(Entry(), "GET", bearer(token(KEY)), "")
+    assert status == 503
+    assert "HS256" in json.loads(body)["error_description"]
+
+    class NoKeys(Entry):
+        unavailable = "the keyset has no published keys yet"
+
+    assert (
+        "no published keys"
+        in json.loads(handle_verify(NoKeys(), "GET", {}, "")[2])["error_description"]
+    )
+
+
+def test_non_ascii_identities_travel_as_utf8_bytes() -> None:
+    """The hook's strings are latin-1 views of wire bytes: UTF-8 must be pre-encoded."""
+    status, headers, _ = call(bearer(token(KEY, claims(sub="Zoë 山田"))))
+    assert status == 200
+    wire = headers["X-Auth-Subject"].encode("latin-1")
+    assert wire.decode("utf-8") == "Zoë 山田"

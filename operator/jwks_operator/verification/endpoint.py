@@ -13,12 +13,17 @@ bad override; 503 while the keyset has no usable verifier. A bad token is never 
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from jwks_operator.verification import metrics
-from jwks_operator.verification.policy import OverrideError, parse_overrides
+from jwks_operator.verification.policy import (
+    OverrideError,
+    PolicyError,
+    parse_overrides,
+    parse_policy,
+)
 from jwks_operator.verification.verdict import Accepted, Reason, Refused
 from jwks_operator.verification.verifier import TokenVerifier
 
@@ -38,12 +43,20 @@ Response = tuple[int, Sequence[tuple[str, str]], bytes]
 def handle_verify(entry: Any, method: str, headers: Mapping[str, str], query: str) -> Response:
     """The server's hook (see ``server/hooks.py``); ``entry.verifier`` is ours or None."""
     verifier = getattr(entry, "verifier", None)
-    return answer(verifier, headers, query, datetime.now(UTC))
+    if verifier is not None and not isinstance(verifier, TokenVerifier):
+        verifier = None
+    return answer(verifier, headers, query, datetime.now(UTC), unavailable=lambda: _why(entry))
 
 
 def answer(
-    verifier: TokenVerifier | None, headers: Mapping[str, str], query: str, now: datetime
+    verifier: TokenVerifier | None,
+    headers: Mapping[str, str],
+    query: str,
+    now: datetime,
+    unavailable: Callable[[], str] = lambda: "this keyset has no usable verification policy",
 ) -> Response:
+    """The response to one verify request; header strings are latin-1 views of the wire
+    bytes in both directions, as the server's hook contract has them."""
     query, cookie_name = _split_cookie_parameter(query)
     overrides = parse_overrides(query)
     if isinstance(overrides, OverrideError):
@@ -72,7 +85,29 @@ def answer(
 
 def _accept(verdict: Accepted) -> Response:
     metrics.count("valid", "ok")
-    return 200, (*verdict.headers, _NO_STORE), b""
+    headers = [
+        (name, value if value.isascii() else value.encode("utf-8").decode("latin-1"))
+        for name, value in verdict.headers
+    ]
+    headers.append(_NO_STORE)
+    return 200, headers, b""
+
+
+def _why(entry: Any) -> str:
+    """Why a keyset that exists cannot verify: its JWKS state or its policy's error.
+
+    Only on the 503 path, so re-parsing the (public) policy here costs nothing in the
+    common case and saves an operator a trip to the server's logs.
+    """
+    reason = getattr(entry, "unavailable", None)
+    if isinstance(reason, str) and reason:
+        return reason
+    text = getattr(entry, "verification", None)
+    try:
+        parse_policy(text if isinstance(text, str) else None, None)
+    except PolicyError as error:
+        return str(error)
+    return "this keyset has no usable verification policy"
 
 
 def _refuse(refusal: Refused) -> Response:
