@@ -67,12 +67,7 @@ def answer(
         )
     if verifier is None:
         metrics.count("unavailable", "no_verifier")
-        body = _json(
-            {
-                "error": "verification_unavailable",
-                "error_description": "this keyset has no usable verification policy",
-            }
-        )
+        body = _json({"error": "verification_unavailable", "error_description": unavailable()})
         return 503, (("Content-Type", "application/json"), _NO_STORE), body
     token = _bearer_token(headers, cookie_name)
     if isinstance(token, Refused):
