@@ -1,15 +1,139 @@
-"""Placeholder for the ``standalone`` subcommand (being built)."""
+"""``jwks-operator standalone``: the whole product on one machine, no cluster.
+
+Everything that can be wrong with the invocation (config, state directory, lock, publish
+directory, default keyset) is checked before anything is served, and reported with exit
+status 2, so that a service manager shows the reason instead of restarting in a loop.
+"""
 
 import argparse
+import asyncio
+import logging
 import sys
+from pathlib import Path
 from typing import Any
+
+from jwks_operator.standalone.config import ConfigError, load_config, parse_keyset_ref
+from jwks_operator.standalone.publishdir import PublishDir
+from jwks_operator.standalone.statedir import StateDirError, StateDirLock, prepare_state_dir
+
+EXIT_USAGE = 2
+PROG = "jwks-operator standalone"
 
 
 def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
-    parser = subparsers.add_parser("standalone", help="(not yet available)")
-    parser.set_defaults(handler=_handle)
+    parser = subparsers.add_parser(
+        "standalone",
+        help="generate, rotate and serve keysets from a config file, without Kubernetes",
+        description=(
+            "Run the keyset lifecycle and the JWKS server on one machine. The config file "
+            "holds JwksKeySet documents (the CRD's schema; namespace defaults to 'default'); "
+            "private keys live in --state-dir. SIGHUP or editing the file reloads it."
+        ),
+    )
+    parser.add_argument("--config", required=True, type=Path, help="YAML file of JwksKeySets")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".jwks-state"),
+        help="private key state, one 0600 file per keyset (default: ./.jwks-state, mode 0700)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=8080, help="listen port (default 8080)")
+    parser.add_argument(
+        "--publish-dir",
+        type=Path,
+        help="also write <dir>/<namespace>/<name>/jwks.json for a static file server",
+    )
+    parser.add_argument(
+        "--max-age",
+        type=_max_age,
+        default=300,
+        help="Cache-Control max-age in seconds, capped at the next scheduled change (default 300)",
+    )
+    parser.add_argument(
+        "--default-keyset",
+        type=parse_keyset_ref,
+        metavar="NAMESPACE/NAME",
+        help="keyset served at /.well-known/jwks.json",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    parser.set_defaults(handler=handle)
 
 
-def _handle(args: argparse.Namespace) -> int:
-    print("jwks-operator standalone: not implemented yet", file=sys.stderr)
-    return 2
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (0-65535)")
+    return value
+
+
+def _max_age(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 31_536_000:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (0-31536000 seconds)")
+    return value
+
+
+def _refuse(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def handle(args: argparse.Namespace) -> int:
+    # Imported here: the server and the planner are not needed by the other subcommands.
+    from jwks_operator.standalone.app import Options, default_keyset_problem, run
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return _refuse(f"config {args.config} refused; nothing was started")
+    missing = default_keyset_problem(args.default_keyset, config)
+    if missing is not None:
+        return _refuse(missing)
+    default = args.default_keyset
+    if default is None and len(config.keysets) == 1:
+        default = next(iter(config.keysets))
+    try:
+        state_dir = prepare_state_dir(args.state_dir)
+        lock = StateDirLock(state_dir)
+        lock.acquire()
+    except StateDirError as error:
+        return _refuse(str(error))
+    try:
+        publish_dir = None
+        if args.publish_dir is not None:
+            publish_dir = PublishDir(args.publish_dir.resolve())
+            try:
+                publish_dir.prepare()
+            except OSError as error:
+                return _refuse(f"cannot use --publish-dir {args.publish_dir}: {error.strerror}")
+        options = Options(
+            config_path=args.config.resolve(),
+            state_dir=state_dir,
+            host=args.host,
+            port=args.port,
+            publish_dir=publish_dir.root if publish_dir else None,
+            max_age=args.max_age,
+            default_keyset=default,
+            default_keyset_required=args.default_keyset is not None,
+        )
+        configure_logging(args.log_level)
+        return asyncio.run(run(options, config, publish_dir))
+    finally:
+        lock.release()
