@@ -1,15 +1,173 @@
-"""Placeholder for the ``serve`` subcommand (being built)."""
+"""``jwks-operator serve``: the JWKS HTTP server fed by a watch on labelled ConfigMaps.
+
+Bad flag values are reported by argparse (exit 2) before anything is started; a missing
+kubeconfig is reported the same way, since it is as much a usage error as a bad flag.
+SIGTERM stops accepting connections, lets in-flight requests finish, and exits 0.
+"""
 
 import argparse
+import asyncio
+import logging
+import re
 import sys
 from typing import Any
 
+from jwks_operator.server.hooks import load_verification_hooks
+from jwks_operator.server.kube import ConfigMapSource, KubeConfigError, load_connection
+from jwks_operator.server.runner import ServerSettings, install_stop_signals, run_server
+from jwks_operator.server.snapshot import SnapshotStore
+
+EXIT_USAGE = 2
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+MAX_MAX_AGE = 31_536_000
+
+logger = logging.getLogger("jwks_operator.serve")
+
 
 def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
-    parser = subparsers.add_parser("serve", help="(not yet available)")
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve the published JWKS of labelled ConfigMaps over HTTP",
+        description=(
+            "Watch ConfigMaps labelled jwks.dev/keyset and serve their JWKS at "
+            "/{namespace}/{name}/.well-known/jwks.json (plus openid-configuration, "
+            "/healthz, /readyz, /metrics). The kubeconfig is found as kubectl finds it."
+        ),
+    )
+    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    parser.add_argument("--port", type=_port, default=8080, help="HTTP port (default 8080)")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        action="append",
+        type=_namespace,
+        metavar="NS",
+        help="watch only this namespace (repeatable)",
+    )
+    scope.add_argument(
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (the default when no --namespace is given)",
+    )
+    parser.add_argument(
+        "--default-keyset",
+        type=_keyset,
+        metavar="NS/NAME",
+        help="the keyset served at /.well-known/jwks.json and /.well-known/openid-configuration",
+    )
+    parser.add_argument(
+        "--max-age",
+        type=_max_age,
+        default=300,
+        metavar="SECONDS",
+        help="Cache-Control max-age; capped by each keyset's next change, floor 60 (default 300)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve /metrics on this port instead of the main one",
+    )
+    parser.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig file (as kubectl)")
+    parser.add_argument("--context", metavar="NAME", help="kubeconfig context (as kubectl)")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default="INFO",
+        help="log level (default INFO)",
+    )
     parser.set_defaults(handler=_handle)
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {value}")
+    return value
+
+
+def _max_age(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= MAX_MAX_AGE:
+        raise argparse.ArgumentTypeError(f"max-age must be 0..{MAX_MAX_AGE} seconds")
+    return value
+
+
+def _namespace(text: str) -> str:
+    if len(text) > 63 or not _NAME.fullmatch(text) or "." in text:
+        raise argparse.ArgumentTypeError(f"not a namespace name: {text!r}")
+    return text
+
+
+def _keyset(text: str) -> tuple[str, str]:
+    namespace, slash, name = text.partition("/")
+    if not slash or not _NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {text!r}")
+    return _namespace(namespace), name
+
+
 def _handle(args: argparse.Namespace) -> int:
-    print("jwks-operator serve: not implemented yet", file=sys.stderr)
-    return 2
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.metrics_port is not None and args.metrics_port == args.port != 0:
+        print("jwks-operator serve: --metrics-port must differ from --port", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        connection = load_connection(args.kubeconfig, args.context)
+    except KubeConfigError as error:
+        print(f"jwks-operator serve: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = ServerSettings(
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        max_age=args.max_age,
+        default_keyset=args.default_keyset,
+    )
+    try:
+        asyncio.run(_serve(settings, connection, args.namespace))
+    except OSError as error:  # e.g. the port is taken
+        print(f"jwks-operator serve: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(settings: ServerSettings, connection: Any, namespaces: list[str] | None) -> None:
+    hooks = load_verification_hooks()
+    store = SnapshotStore(build_verifier=hooks.build_verifier if hooks else None)
+    if hooks is not None and hooks.metrics_text is not None:
+        store.metrics.add_collector(hooks.metrics_text)
+    source = ConfigMapSource(store, connection, namespaces=namespaces)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    watcher = asyncio.create_task(source.run(), name="configmap-source")
+    watcher.add_done_callback(lambda task: _source_ended(task, stop))
+    try:
+        await run_server(
+            store,
+            settings,
+            stop=stop,
+            verify_handler=hooks.handle_verify if hooks else None,
+        )
+    finally:
+        watcher.cancel()
+        try:
+            await watcher
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("the ConfigMap source failed")
+
+
+def _source_ended(task: "asyncio.Task[None]", stop: asyncio.Event) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("the ConfigMap source stopped: %r", task.exception())
+        stop.set()

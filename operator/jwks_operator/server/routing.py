@@ -1,0 +1,108 @@
+"""Request paths to routes, with percent-encoding handled once and strictly.
+
+Every route has a fixed shape whose variable segments are Kubernetes names, so a path is
+split on its literal slashes first and each segment decoded after: an encoded slash, dot
+segment or double encoding can only produce a segment that is not a valid name, i.e. a 404,
+never a different resource. Nothing is ever redirected or normalised.
+"""
+
+import re
+from typing import Final, NamedTuple
+from urllib.parse import unquote_to_bytes
+
+from jwks_operator.server.http import bad_request
+
+JWKS: Final = "jwks"
+OPENID: Final = "openid"
+VERIFY: Final = "verify"
+HEALTHZ: Final = "healthz"
+READYZ: Final = "readyz"
+METRICS: Final = "metrics"
+NOT_FOUND: Final = "not_found"
+ASTERISK: Final = "asterisk"
+
+# Kubernetes namespaces and label values: alphanumerics, '-', '_', '.', at most 253.
+_NAME_RE: Final = re.compile(rb"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?")
+_BAD_ESCAPE_RE: Final = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_WELL_KNOWN: Final = b".well-known"
+_DOCUMENTS: Final = {b"jwks.json": JWKS, b"openid-configuration": OPENID}
+
+
+class Route(NamedTuple):
+    kind: str
+    namespace: str = ""
+    name: str = ""
+    label: str = ""
+    """The ``route`` label of the request metric."""
+    message: str = ""
+    """Why a NOT_FOUND route was not found."""
+
+
+ROUTE_NOT_FOUND: Final = Route(NOT_FOUND, label="other", message="no such route")
+
+
+class Router:
+    """Resolves paths (cached: clients repeat the same few) for one listener's routes."""
+
+    def __init__(
+        self,
+        *,
+        default_keyset: tuple[str, str] | None = None,
+        serve_keysets: bool = True,
+        serve_metrics: bool = True,
+        cache_size: int = 4096,
+    ) -> None:
+        self._cache: dict[bytes, Route] = {}
+        self._cache_size = cache_size
+        self._serve_keysets = serve_keysets
+        self._static: dict[bytes, Route] = {
+            b"/healthz": Route(HEALTHZ, label=HEALTHZ),
+            b"/readyz": Route(READYZ, label=READYZ),
+            b"*": Route(ASTERISK, label="other"),
+        }
+        if serve_metrics:
+            self._static[b"/metrics"] = Route(METRICS, label=METRICS)
+        if serve_keysets:
+            for document, kind in _DOCUMENTS.items():
+                path = b"/.well-known/" + document
+                if default_keyset is None:
+                    message = "no default keyset is configured (--default-keyset)"
+                    self._static[path] = Route(NOT_FOUND, label="default_" + kind, message=message)
+                else:
+                    namespace, name = default_keyset
+                    self._static[path] = Route(kind, namespace, name, label="default_" + kind)
+
+    def resolve(self, path: bytes) -> Route:
+        """The route of a path; raise HttpError (400) for a malformed percent-escape."""
+        route = self._cache.get(path)
+        if route is None:
+            route = self._resolve(path)
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+            self._cache[path] = route
+        return route
+
+    def _resolve(self, path: bytes) -> Route:
+        segments = path.split(b"/")
+        if b"%" in path:
+            if _BAD_ESCAPE_RE.search(path):
+                raise bad_request("malformed percent-encoding in the path")
+            segments = [unquote_to_bytes(segment) for segment in segments]
+            if any(b"/" in segment for segment in segments):
+                return ROUTE_NOT_FOUND
+            path = b"/".join(segments)
+        static = self._static.get(path)
+        if static is not None:
+            return static
+        if not self._serve_keysets or len(segments) not in (4, 5) or segments[0]:
+            return ROUTE_NOT_FOUND
+        if len(segments) == 5:
+            kind = _DOCUMENTS.get(segments[4]) if segments[3] == _WELL_KNOWN else None
+        else:
+            kind = VERIFY if segments[3] == b"verify" else None
+        if kind is None:
+            return ROUTE_NOT_FOUND
+        namespace, name = segments[1], segments[2]
+        if not _NAME_RE.fullmatch(namespace) or not _NAME_RE.fullmatch(name):
+            return Route(NOT_FOUND, label=kind, message="not a valid namespace and keyset name")
+        return Route(kind, namespace.decode("ascii"), name.decode("ascii"), label=kind)
