@@ -105,7 +105,7 @@ class Responder:
     def _dispatch(self, route: Route, request: Request, connection: bytes) -> tuple[int, bytes]:
         kind = route.kind
         method = request.method
-        if kind == routing.VERIFY:
+        if kind == routing.VERIFY or kind == routing.VERIFY_PREFIX:
             return self._verify(route, request, connection)
         head = method == b"HEAD"
         date = self.clock.date
@@ -294,8 +294,9 @@ class Responder:
             name.decode("latin-1"): value.decode("latin-1")
             for name, value in request.headers.items()
         }
+        query = b"" if route.kind == routing.VERIFY_PREFIX else request.query
         status, extra_headers, body = self.verify_handler(
-            entry, request.method.decode("ascii"), headers, request.query.decode("latin-1")
+            entry, request.method.decode("ascii"), headers, query.decode("latin-1")
         )
         if not isinstance(status, int) or not 200 <= status <= 599:
             raise ValueError(f"verify handler returned status {status!r}")

@@ -15,6 +15,10 @@ from jwks_operator.server.http import bad_request
 JWKS: Final = "jwks"
 OPENID: Final = "openid"
 VERIFY: Final = "verify"
+VERIFY_PREFIX: Final = "verify_prefix"
+"""``/{ns}/{name}/verify/<anything>``: Envoy's ext_authz HTTP service appends the client's
+path (and query) to its ``path_prefix``. The tail is the client's: never decoded, and the
+query is not passed to the verify handler (it would be client-chosen policy overrides)."""
 HEALTHZ: Final = "healthz"
 READYZ: Final = "readyz"
 METRICS: Final = "metrics"
@@ -84,6 +88,11 @@ class Router:
 
     def _resolve(self, path: bytes) -> Route:
         segments = path.split(b"/")
+        if len(segments) > 4 and segments[3] == b"verify" and self._serve_keysets:
+            namespace, name = segments[1], segments[2]
+            if segments[0] or not _NAME_RE.fullmatch(namespace) or not _NAME_RE.fullmatch(name):
+                return ROUTE_NOT_FOUND
+            return Route(VERIFY_PREFIX, namespace.decode("ascii"), name.decode("ascii"), VERIFY)
         if b"%" in path:
             if _BAD_ESCAPE_RE.search(path):
                 raise bad_request("malformed percent-encoding in the path")
