@@ -157,3 +157,19 @@ async def test_utf8_identities_arrive_as_utf8(live: Live) -> None:
     assert status == 200
     raw = dict(live.raw)
     assert raw[b"X-Auth-Subject"].decode("utf-8") == "Zoë 山田"
+
+
+async def test_envoy_style_paths_verify_with_the_keyset_policy_only(live: Live) -> None:
+    """Envoy appends the client's path and query to path_prefix: the tail is not decoded and
+    the query, being the client's, must not loosen the policy."""
+    base = f"/{NAMESPACE}/{NAME}/verify"
+    good = token(KEY, live_claims())
+    for tail in ("/", "/api/items", "/a%2Fb/%zz/..%2e/", "/x?y"):
+        status, _, _ = await live.verify(good, path=base + tail)
+        assert status == 200, tail
+    elsewhere = token(KEY, live_claims(aud="evil"))
+    assert (await live.verify(elsewhere, query="audience=evil"))[0] == 200  # gateway URL
+    status, _, body = await live.verify(elsewhere, path=base + "/api", query="audience=evil")
+    assert status == 401 and json.loads(body)["reason"] == "wrong_audience"
+    status, _, _ = await live.verify(good, path=f"/{NAMESPACE}/no-such/verify/api")
+    assert status == 404
