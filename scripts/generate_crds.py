@@ -13,6 +13,7 @@ writes it twice: ``deploy/crds/`` (for ``kubectl apply``) and the Helm chart's `
 
 import argparse
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,14 @@ MAX_CLAIMS = 32
 AUDIENCE_MAX = 512
 
 RSA_ALGORITHMS = [name for name in ALGORITHM_NAMES if is_rsa(name)]
+
+
+def default_text(value: timedelta) -> str:
+    """A default as users write it: seconds below an hour (60s, not 1m), else Go's form."""
+    seconds = value.total_seconds()
+    if seconds < 3600 and seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return format_duration(value)
 
 
 def _cel_list(items: list[str]) -> str:
@@ -124,21 +133,21 @@ def rotation_schema() -> dict[str, Any]:
         "properties": {
             "interval": duration_field(
                 "How long one key signs before the next one takes over. Default "
-                f"{format_duration(DEFAULT_INTERVAL)} (30 days).",
-                format_duration(DEFAULT_INTERVAL),
+                f"{default_text(DEFAULT_INTERVAL)} (30 days).",
+                default_text(DEFAULT_INTERVAL),
             ),
             "prePublish": duration_field(
                 "How long a new key is served in the JWKS before it starts signing, so that "
                 "every verifier's cache has it in time. Must be shorter than interval and "
                 "longer than any verifier's JWKS cache lifetime. Default "
-                f"{format_duration(DEFAULT_PRE_PUBLISH)}.",
-                format_duration(DEFAULT_PRE_PUBLISH),
+                f"{default_text(DEFAULT_PRE_PUBLISH)}.",
+                default_text(DEFAULT_PRE_PUBLISH),
             ),
             "retireAfter": duration_field(
                 "How long a key stays in the JWKS after it stops signing, so that tokens it "
                 "signed keep verifying: at least your longest token lifetime. Default "
-                f"{format_duration(DEFAULT_RETIRE_AFTER)}.",
-                format_duration(DEFAULT_RETIRE_AFTER),
+                f"{default_text(DEFAULT_RETIRE_AFTER)}.",
+                default_text(DEFAULT_RETIRE_AFTER),
             ),
         },
         "x-kubernetes-validations": [
@@ -189,8 +198,8 @@ def verification_schema() -> dict[str, Any]:
             },
             "leeway": duration_field(
                 "Clock skew tolerated on exp, nbf and iat. Default "
-                f"{format_duration(DEFAULT_LEEWAY)}.",
-                format_duration(DEFAULT_LEEWAY),
+                f"{default_text(DEFAULT_LEEWAY)}.",
+                default_text(DEFAULT_LEEWAY),
             ),
             "maxTokenAge": duration_field(
                 "Refuse tokens whose iat is older than this, whatever their exp. Unset: no "
