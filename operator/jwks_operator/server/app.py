@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from jwks_operator.server import responses, routing
 from jwks_operator.server.hooks import VerifyHandler
-from jwks_operator.server.http import TOKEN_CHARS, Request
+from jwks_operator.server.http import TOKEN_CHARS, HttpError, Request
 from jwks_operator.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from jwks_operator.server.routing import Route, Router
 from jwks_operator.server.snapshot import KeySetEntry, SnapshotStore
@@ -86,6 +86,16 @@ class Responder:
         try:
             route = self.router.resolve(request.path)
             status, data = self._dispatch(route, request, connection)
+        except HttpError as error:  # well framed, but not a path we can read
+            self.metrics.count_request("other", error.status)
+            return responses.error(
+                error.status,
+                error.code,
+                error.message,
+                head=request.method == b"HEAD",
+                date=self.clock.date,
+                connection=connection,
+            )
         except Exception:
             logger.exception("internal error answering a request")
             status, label = 500, "other"

@@ -51,11 +51,12 @@ class VerifyHandler(Protocol):
         method: str,
         headers: Mapping[str, str],
         query: str,
+        /,
     ) -> VerifyResponse: ...
 
 
 class VerifierBuilder(Protocol):
-    def __call__(self, jwks: Mapping[str, Any], verification_json: str | None) -> object: ...
+    def __call__(self, jwks: Mapping[str, Any], verification_json: str | None, /) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
