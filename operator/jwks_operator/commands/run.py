@@ -1,15 +1,113 @@
-"""Placeholder for the ``run`` subcommand (being built)."""
+"""``jwks-operator run``: the Kubernetes operator (Kopf) that reconciles JwksKeySets.
+
+Credentials are found as kubectl finds them: the in-cluster service account, else
+``--kubeconfig``, ``KUBECONFIG`` or ``~/.kube/config``. The scope must be explicit
+(``--namespace`` or ``--all-namespaces``), because an operator that silently watches the
+whole cluster needs cluster-wide rights its chart may not have granted. One replica runs
+``--standalone`` (the default); several replicas use ``--peering NAME`` so that exactly
+one of them is active (Kopf peering; the chart creates the peering object).
+"""
 
 import argparse
+import os
 import sys
 from typing import Any
 
+from jwks_operator.core.durations import DurationError, parse_duration
+
+EXIT_USAGE = 2
+
 
 def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
-    parser = subparsers.add_parser("run", help="(not yet available)")
+    parser = subparsers.add_parser(
+        "run",
+        help="run the Kubernetes operator",
+        description="Reconcile JwksKeySet resources into Secrets, ConfigMaps and status.",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch this namespace (repeatable; glob patterns as Kopf accepts them)",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    peering = parser.add_mutually_exclusive_group()
+    peering.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="coordinate several replicas through the Kopf peering object NAME",
+    )
+    peering.add_argument(
+        "--standalone",
+        action="store_true",
+        help="run as the only replica, without peering (the default)",
+    )
+    parser.add_argument(
+        "--priority", type=int, default=0, help="peering priority of this replica (default 0)"
+    )
+    parser.add_argument(
+        "--liveness",
+        metavar="URL",
+        help="serve Kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz",
+    )
+    parser.add_argument(
+        "--kubeconfig", metavar="PATH", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config)"
+    )
+    parser.add_argument(
+        "--resync",
+        default="5m",
+        metavar="DURATION",
+        help="longest sleep between two reconciliations of a keyset (default 5m); "
+        "rotations happen when due regardless",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("plain", "full", "json"),
+        default="full",
+        help="log line format (default full)",
+    )
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="log Kopf's details")
+    verbosity.add_argument("--debug", action="store_true", help="log everything, asyncio too")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     parser.set_defaults(handler=_handle)
 
 
+def _usage(message: str) -> int:
+    print(f"jwks-operator run: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def _handle(args: argparse.Namespace) -> int:
-    print("jwks-operator run: not implemented yet", file=sys.stderr)
-    return 2
+    if not args.namespace and not args.all_namespaces:
+        return _usage("choose the scope: --namespace NS (repeatable) or --all-namespaces")
+    try:
+        resync = parse_duration(args.resync).total_seconds()
+    except DurationError as error:
+        return _usage(f"--resync: {error}")
+    if resync <= 0:
+        return _usage("--resync must be longer than zero")
+    if args.kubeconfig:
+        if not os.path.isfile(args.kubeconfig):
+            return _usage(f"--kubeconfig: no such file: {args.kubeconfig}")
+        # Read by the kubernetes package when it loads the configuration (not yet imported).
+        os.environ["KUBECONFIG"] = args.kubeconfig
+
+    # Imported here so that `jwks-operator --help` and the other commands stay light.
+    from jwks_operator.operator.main import run_operator
+
+    return run_operator(
+        namespaces=tuple(args.namespace),
+        clusterwide=args.all_namespaces,
+        peering=args.peering,
+        priority=args.priority,
+        liveness=args.liveness,
+        resync=resync,
+        log_format=args.log_format,
+        verbose=args.verbose,
+        debug=args.debug,
+        quiet=args.quiet,
+    )

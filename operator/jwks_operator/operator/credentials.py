@@ -1,0 +1,48 @@
+"""One login for Kopf and for the operator's own API client, found the way kubectl finds it.
+
+Kopf's ``login_via_client`` tries the in-cluster service account first, then the
+kubeconfig (``KUBECONFIG``, else ``~/.kube/config``, current context). The operator
+registers it as *the* login handler and hands the same ``ConnectionInfo`` to its own
+aiohttp client, so both always talk to the same server as the same user; after a 401
+the client logs in again, which renews expiring tokens.
+"""
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from jwks_operator.store.kubeclient import Endpoint
+
+_log = logging.getLogger("jwks_operator.credentials")
+
+
+class SharedLogin:
+    def __init__(self, settings: kopf.OperatorSettings) -> None:
+        self._settings = settings
+        self._info: kopf.ConnectionInfo | None = None
+        self._lock = asyncio.Lock()
+
+    async def login(self, logger: Any = _log) -> kopf.ConnectionInfo:
+        """Log in now (Kopf calls this at startup and whenever its credentials expire)."""
+        info = await asyncio.to_thread(
+            kopf.login_via_client, logger=logger, settings=self._settings
+        )
+        if info is None:  # only when the kubernetes package is missing
+            raise kopf.LoginError("the kubernetes package is required to find credentials")
+        self._info = info
+        return info
+
+    async def endpoint(self, refresh: bool) -> Endpoint:
+        async with self._lock:
+            if refresh or self._info is None:
+                await self.login()
+            info = self._info
+            assert info is not None
+        secure = info.server.startswith("https:")
+        return Endpoint(
+            server=info.server,
+            headers=info.as_http_headers(),
+            ssl_context=info.as_ssl_context() if secure else None,
+        )

@@ -1,0 +1,35 @@
+"""Kopf's settings for this operator: our names on everything Kopf writes, and narrow watches.
+
+- The finalizer (which a daemon needs, so that Kopf can stop it before the object goes)
+  and Kopf's bookkeeping annotations carry the ``jwks.dev`` prefix, so that users can
+  tell who put them there.
+- Events say they come from ``jwks-operator`` (``kubectl describe`` shows this).
+- Secrets and ConfigMaps are watched with a server-side label selector: the operator
+  never streams the cluster's other Secrets, only its own (the watch exists to notice
+  deletion and hand edits). Kopf's handlers filter by label again on the client side.
+"""
+
+import os
+import socket
+
+import kopf
+
+from jwks_operator.core.contract import GROUP, MANAGED_BY, MANAGED_BY_LABEL
+
+FINALIZER = f"{GROUP}/finalizer"
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+
+def operator_settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.reporting_component = "jwks-operator"
+    settings.posting.reporting_instance = os.environ.get("POD_NAME") or socket.gethostname()
+    settings.posting.event_name_prefix = "jwks-operator-"
+    for plural in ("secrets", "configmaps"):
+        settings.watching.label_selectors["v1", plural] = MANAGED_SELECTOR
+    return settings

@@ -1,0 +1,153 @@
+"""Waking a keyset's daemon early: on a spec or annotation change, or on drift of its objects.
+
+Each JwksKeySet has one daemon that reconciles and then sleeps until its next scheduled
+change. Watch events must wake it when something it depends on changed, and must *not*
+wake it for the echoes of its own writes, or every reconciliation would cause another one
+(and "exactly once per change" would be false). So:
+
+- a JwksKeySet event wakes the daemon only when its generation, spec or
+  ``jwks.dev/rotate`` annotation differs from what the last reconciliation used (status
+  patches and Kopf's finalizer bookkeeping do not);
+- a Secret/ConfigMap event wakes it only for the keyset's current target names, and only
+  when the object's resourceVersion is not one the store read or wrote itself. A
+  deletion always wakes it. The check is repeated when the daemon wakes up, because an
+  event can overtake the read that makes its version known (at startup, typically).
+"""
+
+import asyncio
+import hashlib
+import json
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from jwks_operator.core.contract import ROTATE_ANNOTATION
+
+_KNOWN_VERSIONS: Final = 64
+
+
+def change_key(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What, in a JwksKeySet, calls for a new reconciliation when it changes."""
+    meta = body.get("metadata") or {}
+    spec = json.dumps(body.get("spec") or {}, sort_keys=True, default=str)
+    return (
+        meta.get("generation"),
+        hashlib.sha256(spec.encode()).hexdigest(),
+        (meta.get("annotations") or {}).get(ROTATE_ANNOTATION),
+    )
+
+
+@dataclass(frozen=True)
+class _Pending:
+    reason: str
+    kind: str | None = None
+    name: str | None = None
+    version: str | None = None  # None: always relevant (deletions, spec changes)
+
+
+class Waker:
+    """The wake-up line of one keyset's daemon; also the store's ``Tracker``."""
+
+    def __init__(self, namespace: str, name: str, uid: str) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.uid = uid
+        self.seen: tuple[Any, ...] | None = None
+        self.targets: dict[str, str] = {}
+        self._event = asyncio.Event()
+        self._pending: list[_Pending] = []
+        self._known: dict[tuple[str, str], deque[str]] = {}
+        self.stopping = False
+
+    # -- the store's Tracker protocol
+    def observed(self, kind: str, name: str, resource_version: str) -> None:
+        versions = self._known.setdefault((kind, name), deque(maxlen=_KNOWN_VERSIONS))
+        if resource_version not in versions:
+            versions.append(resource_version)
+
+    def _known_version(self, kind: str, name: str, version: str) -> bool:
+        return version in self._known.get((kind, name), ())
+
+    # -- watch events
+    def keyset_event(self, body: Mapping[str, Any]) -> bool:
+        if self.seen is None or change_key(body) == self.seen:
+            return False
+        self._wake(_Pending("keyset changed"))
+        return True
+
+    def object_event(self, kind: str, name: str, event_type: str | None, version: str) -> bool:
+        if self.targets.get(kind) != name:
+            return False
+        if event_type == "DELETED":
+            self._wake(_Pending(f"{kind} {name} deleted"))
+            return True
+        if version and self._known_version(kind, name, version):
+            return False
+        self._wake(_Pending(f"{kind} {name} changed", kind, name, version))
+        return True
+
+    def poke(self, reason: str) -> None:
+        self._wake(_Pending(reason))
+
+    def stop(self) -> None:
+        self.stopping = True
+        self._event.set()
+
+    def _wake(self, pending: _Pending) -> None:
+        self._pending.append(pending)
+        self._event.set()
+
+    # -- the daemon's side
+    def take(self) -> list[str]:
+        """The reasons to reconcile now, minus echoes that became known meanwhile."""
+        reasons: list[str] = []
+        for item in self._pending:
+            stale = (
+                item.kind is not None
+                and item.name is not None
+                and item.version
+                and self._known_version(item.kind, item.name, item.version)
+            )
+            if not stale and item.reason not in reasons:
+                reasons.append(item.reason)
+        self._pending.clear()
+        if not self.stopping:
+            self._event.clear()
+        return reasons
+
+    async def wait(self, seconds: float | None) -> bool:
+        """Sleep until woken (True) or until ``seconds`` have passed (False)."""
+        if seconds is not None and seconds <= 0:
+            return self._event.is_set()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+class Wakers:
+    """Every running daemon's waker, by (namespace, keyset name)."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[tuple[str, str], Waker] = {}
+
+    def register(self, namespace: str, name: str, uid: str) -> Waker:
+        waker = Waker(namespace, name, uid)
+        self._by_name[(namespace, name)] = waker
+        return waker
+
+    def unregister(self, waker: Waker) -> None:
+        if self._by_name.get((waker.namespace, waker.name)) is waker:
+            del self._by_name[(waker.namespace, waker.name)]
+
+    def get(self, namespace: str, name: str) -> Waker | None:
+        return self._by_name.get((namespace, name))
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __iter__(self) -> Iterator[Waker]:
+        return iter(list(self._by_name.values()))

@@ -1,0 +1,161 @@
+"""The few Kubernetes API calls the operator makes itself, over aiohttp, without blocking.
+
+Why not the ``kubernetes`` package's client: it is synchronous, so each call would hold a
+worker thread, and fifty keysets reconciling at once would queue behind key generation in
+the same small pool. Kopf already speaks aiohttp; this module does the same for the store
+and the status writes. Credentials come from a provider (in the operator: the very
+``ConnectionInfo`` that Kopf logs in with), which is asked again once on a 401, so that
+expiring tokens (exec plugins, projected service-account tokens) are renewed.
+
+Error messages carry the API's ``Status`` message, never a request body: a request body
+may be a Secret.
+"""
+
+import asyncio
+import json
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import quote
+
+import aiohttp
+
+MERGE_PATCH: Final = "application/merge-patch+json"
+_TIMEOUT: Final = aiohttp.ClientTimeout(total=30, sock_connect=10)
+_MESSAGE_LIMIT: Final = 300
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the API server is and how to authenticate to it."""
+
+    server: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    ssl_context: ssl.SSLContext | None = None
+
+
+EndpointProvider = Callable[[bool], Awaitable[Endpoint]]
+"""``provider(refresh)``: the current endpoint; ``refresh=True`` after a 401 logs in again."""
+
+
+class KubeApiError(Exception):
+    """A failed API call: HTTP status, the API's reason (``Conflict``...) and its message."""
+
+    def __init__(self, status: int, reason: str, message: str, *, method: str, path: str) -> None:
+        self.status = status
+        self.reason = reason
+        self.message = message[:_MESSAGE_LIMIT]
+        super().__init__(f"{method} {path}: {status} {reason}: {self.message}")
+
+    @property
+    def conflict(self) -> bool:
+        """409: a stale resourceVersion or a name taken meanwhile; worth a quick retry."""
+        return self.status == 409
+
+
+def object_path(
+    api_version: str, plural: str, namespace: str, name: str, subresource: str = ""
+) -> str:
+    """The URL path of one namespaced object (``v1`` is the core group)."""
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{prefix}/namespaces/{quote(namespace)}/{plural}/{quote(name)}"
+    return f"{path}/{subresource}" if subresource else path
+
+
+def collection_path(api_version: str, plural: str, namespace: str) -> str:
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{prefix}/namespaces/{quote(namespace)}/{plural}"
+
+
+class KubeClient:
+    """A minimal JSON client: get (404 -> None), create, merge-patch."""
+
+    def __init__(self, provider: EndpointProvider, *, connections: int = 64) -> None:
+        self._provider = provider
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+        self._endpoint: Endpoint | None = None
+        self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        try:
+            return await self._request("GET", path)
+        except KubeApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._request("POST", path, body, "application/json")
+
+    async def merge_patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._request("PATCH", path, body, MERGE_PATCH)
+
+    async def _ready(self, refresh: bool) -> tuple[aiohttp.ClientSession, Endpoint]:
+        async with self._lock:
+            if self._endpoint is None or refresh:
+                self._endpoint = await self._provider(refresh)
+                if self._session is not None:
+                    await self._session.close()
+                    self._session = None
+            if self._session is None:
+                connector = aiohttp.TCPConnector(
+                    limit=self._connections,
+                    ssl=self._endpoint.ssl_context if self._endpoint.ssl_context else True,
+                )
+                self._session = aiohttp.ClientSession(connector=connector, timeout=_TIMEOUT)
+            return self._session, self._endpoint
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        content_type: str | None = None,
+    ) -> dict[str, Any]:
+        for attempt in (0, 1):
+            session, endpoint = await self._ready(refresh=attempt > 0)
+            headers = dict(endpoint.headers)
+            headers["Accept"] = "application/json"
+            headers["User-Agent"] = "jwks-operator"
+            data = None
+            if body is not None:
+                headers["Content-Type"] = content_type or "application/json"
+                data = json.dumps(body, separators=(",", ":")).encode()
+            url = endpoint.server.rstrip("/") + path
+            async with session.request(method, url, data=data, headers=headers) as response:
+                text = await response.text()
+                if response.status == 401 and attempt == 0:
+                    continue
+                if response.status >= 400:
+                    raise _error(response.status, text, method, path)
+                try:
+                    result = json.loads(text) if text else {}
+                except ValueError:
+                    raise KubeApiError(
+                        response.status, "BadResponse", "not JSON", method=method, path=path
+                    ) from None
+                if not isinstance(result, dict):
+                    raise KubeApiError(
+                        response.status, "BadResponse", "not an object", method=method, path=path
+                    )
+                return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _error(status: int, text: str, method: str, path: str) -> KubeApiError:
+    reason, message = "", text
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        reason = str(document.get("reason") or "")
+        message = str(document.get("message") or "")
+    return KubeApiError(status, reason or f"HTTP{status}", message, method=method, path=path)
