@@ -10,6 +10,7 @@ import base64
 import gzip
 import hashlib
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from jwks_operator.core.contract import PRIVATE_MEMBERS
+from jwks_operator.server.runner import JwksServer, ServerSettings, run_server
+from jwks_operator.server.snapshot import SnapshotStore
 
 
 def b64url(data: bytes) -> str:
@@ -169,3 +172,48 @@ async def request(
     raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
     (answer,) = await exchange(port, raw, head=method == "HEAD")
     return answer
+
+
+class ThreadedServer:
+    """A JwksServer in its own thread and event loop, for blocking clients (PyJWT, node)."""
+
+    def __init__(self, store: SnapshotStore, **settings: Any) -> None:
+        self.store = store
+        self._settings = settings
+        self._thread = threading.Thread(target=self._run, name="jwks-server", daemon=True)
+        self._started = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self.port = 0
+
+    def __enter__(self) -> "ThreadedServer":
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("the server did not start")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(15)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+
+        def started(server: JwksServer) -> None:
+            self.port = server.port
+            self._started.set()
+
+        await run_server(
+            self.store,
+            ServerSettings(host="127.0.0.1", port=0, **self._settings),
+            stop=self._stop,
+            on_started=started,
+        )

@@ -99,6 +99,16 @@ def eventually(probe: Callable[[], T | None], timeout: float = 10.0, what: str =
         time.sleep(0.02)
 
 
+def wait_answer(port: int, path: str, check: Callable[[Answer], bool], what: str = "") -> Answer:
+    """Poll ``path`` until its answer passes ``check``; that answer."""
+
+    def probe() -> Answer | None:
+        answer = http_get(port, path)
+        return answer if check(answer) else None
+
+    return eventually(probe, what=what or path)
+
+
 def metric(port: int, line_prefix: str) -> float:
     text = http_get(port, "/metrics").body.decode()
     for line in text.splitlines():
@@ -137,7 +147,7 @@ def test_created_updated_deleted(
     cluster.create(
         configmap("lifecycle-jwks", "lifecycle", configmap_data(first, issuer="https://i"))
     )
-    created = eventually(lambda: (a := http_get(port, path)).status == 200 and a, what="served")
+    created = wait_answer(port, path, lambda a: a.status == 200, what="served")
     assert created.json() == {"keys": [first]}
     discovery = http_get(port, f"/{NAMESPACE}/lifecycle/.well-known/openid-configuration")
     assert discovery.status == 200 and discovery.json()["issuer"] == "https://i"
@@ -146,8 +156,10 @@ def test_created_updated_deleted(
     cluster.patch(
         "configmaps", "lifecycle-jwks", {"data": configmap_data(second, first)}, NAMESPACE
     )
-    changed = eventually(
-        lambda: (a := http_get(port, path)).json().get("keys") == [second, first] and a,
+    changed = wait_answer(
+        port,
+        path,
+        lambda a: bool(a.json().get("keys") == [second, first]),
         what="the new body",
     )
     assert changed.headers["etag"] != created.headers["etag"]
@@ -155,7 +167,7 @@ def test_created_updated_deleted(
     assert http_get(port, path, {"If-None-Match": changed.headers["etag"]}).status == 304
 
     cluster.delete("configmaps", "lifecycle-jwks", NAMESPACE)
-    gone = eventually(lambda: (a := http_get(port, path)).status == 404 and a, what="404")
+    gone = wait_answer(port, path, lambda a: a.status == 404, what="404")
     assert gone.json()["error"] == "not_found"
 
 
@@ -172,7 +184,7 @@ def test_next_change_annotation_caps_max_age(
             annotations={NEXT_CHANGE_ANNOTATION: soon},
         )
     )
-    answer = eventually(lambda: (a := http_get(port, jwks_path("capped"))).status == 200 and a)
+    answer = wait_answer(port, jwks_path("capped"), lambda a: a.status == 200)
     max_age = int(answer.headers["cache-control"].removeprefix("public, max-age="))
     assert 130 <= max_age <= 150
 
@@ -188,7 +200,7 @@ def test_a_refused_configmap_keeps_the_previous_body(
     name = f"refused-{case.replace('_', '-')}"
     good = public_jwk(ec_private)
     cluster.create(configmap(f"{name}-jwks", name, configmap_data(good)))
-    before = eventually(lambda: (a := http_get(port, jwks_path(name))).status == 200 and a)
+    before = wait_answer(port, jwks_path(name), lambda a: a.status == 200)
     bad = {
         "private_member": jwks_text(
             good, {**public_jwk(rsa_private), **private_members(rsa_private)}
@@ -212,7 +224,7 @@ def test_a_configmap_refused_from_the_start_is_503(
     cluster, port = served
     leaked = jwks_text({**public_jwk(rsa_private), **private_members(rsa_private)})
     cluster.create(configmap("leaky-jwks", "leaky", {"jwks.json": leaked}))
-    answer = eventually(lambda: (a := http_get(port, jwks_path("leaky"))).status == 503 and a)
+    answer = wait_answer(port, jwks_path("leaky"), lambda a: a.status == 503)
     assert answer.headers["cache-control"] == "no-store"
     for path in ("/metrics", jwks_path("leaky"), "/.well-known/jwks.json"):
         assert b'"d"' not in http_get(port, path).body
@@ -274,7 +286,7 @@ def test_api_errors_back_off_and_keep_serving(
 ) -> None:
     cluster, port = served
     cluster.create(configmap("outage-jwks", "outage", configmap_data(public_jwk(ec_private))))
-    before = eventually(lambda: (a := http_get(port, jwks_path("outage"))).status == 200 and a)
+    before = wait_answer(port, jwks_path("outage"), lambda a: a.status == 200)
     errors = metric(port, 'jwks_watch_restarts_total{reason="error"}')
     cluster.fail_next(500, 3, verb="list", plural="configmaps")
     cluster.fail_next(500, 3, verb="watch", plural="configmaps")
