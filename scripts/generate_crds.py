@@ -332,7 +332,7 @@ def status_schema() -> dict[str, Any]:
             "state": {
                 "type": "string",
                 "description": "next (published, not signing), active (signing), retired "
-                "(published, no longer signing), or orphan (public half only, Secret lost).",
+                "(published, no longer signing), or orphaned (public half only: Secret lost).",
             },
             "algorithm": {"type": "string"},
             "createdAt": _timestamp("When the key was generated."),

@@ -39,9 +39,10 @@ OPERATOR: Final[tuple[Permission, ...]] = (
     Permission(
         "jwks.dev",
         "jwkskeysets/status",
-        ("get", "patch"),
-        "The status (conditions, activeKid, keys, nextRotationTime) is a subresource: "
-        "written by patch only.",
+        ("patch",),
+        "The status (conditions, activeKid, keys, nextRotationTime) is a subresource, written "
+        "by merge patch only (the operator's own writes and Kopf's progress bookkeeping); it "
+        "is read through the main resource's watch.",
     ),
     Permission(
         "jwks.dev",
@@ -54,33 +55,27 @@ OPERATOR: Final[tuple[Permission, ...]] = (
     Permission(
         "",
         "secrets",
-        ("get", "list", "watch", "create", "patch", "update"),
-        "The Secret <secretName> is the source of truth for the private keys: created once, "
-        "then rewritten by patch (or update with a resourceVersion, so a concurrent writer "
-        "gets 409 instead of losing a key); watched to notice deletion and tampering. No "
-        "delete: with deletionPolicy Delete the garbage collector removes it through the "
-        "ownerReference, and Retain keeps it by definition.",
+        ("get", "list", "watch", "create", "patch"),
+        "The Secret <secretName> is the source of truth for the private keys: read, created "
+        "once, then rewritten by merge patch; watched (label jwks.dev/keyset) to notice "
+        "deletion and tampering. No update (the store never PUTs) and no delete: with "
+        "deletionPolicy Delete the garbage collector removes it through the ownerReference, "
+        "and Retain keeps it by definition.",
     ),
     Permission(
         "",
         "configmaps",
-        ("get", "list", "watch", "create", "patch", "update"),
-        "The ConfigMap <configMapName> publishes the public JWKS: created, rewritten on every "
-        "lifecycle step, watched so that a deleted or hand-edited copy is rebuilt. No delete, "
-        "for the same reason as Secrets.",
+        ("get", "list", "watch", "create", "patch"),
+        "The ConfigMap <configMapName> publishes the public JWKS: created, merge-patched on "
+        "every lifecycle step, watched so that a deleted or hand-edited copy is rebuilt. No "
+        "update or delete, for the same reasons as Secrets.",
     ),
     Permission(
         "",
         "events",
         ("create",),
         "Kopf posts Normal/Warning Events (bootstrap, rotation, revocation, repair, failures) "
-        "through the core v1 API.",
-    ),
-    Permission(
-        "events.k8s.io",
-        "events",
-        ("create",),
-        "The same Events through events.k8s.io/v1, which newer clients prefer.",
+        "through the core v1 API only (not events.k8s.io, which it never writes).",
     ),
     Permission(
         "",

@@ -9,6 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from jwks_operator.cli import build_parser
 from tests.deploy.support import (
     CHART,
     CRD_DIR,
@@ -376,3 +377,19 @@ def test_every_value_is_in_the_schema_and_the_readme_table() -> None:
         p.startswith(("podSecurityContext.", "securityContext.")) or ".resources." in p
         for p in free_objects
     ), free_objects
+
+
+@pytest.mark.parametrize("values", MATRIX)
+def test_rendered_command_lines_are_accepted_by_the_real_cli(values: str) -> None:
+    """The chart's args go through the same argparse parser the container runs."""
+    parser = build_parser()
+    operator = parser.parse_args(_args(values, OPERATOR))
+    server = parser.parse_args(_args(values, SERVER))
+    assert (operator.command, server.command) == ("run", "serve")
+    watched = yaml.safe_load(values_file(values).read_text()).get("watchNamespaces") or []
+    assert operator.namespace == watched and server.namespace == (watched or None)
+    assert operator.all_namespaces == server.all_namespaces == (not watched)
+    peering = one(render(values), "Deployment", OPERATOR)["spec"]["replicas"] > 1
+    assert bool(operator.peering) == peering and operator.standalone == (not peering)
+    assert operator.liveness == "http://0.0.0.0:8081/healthz"
+    assert (server.host, server.port, server.max_age) == ("0.0.0.0", 8080, 300)

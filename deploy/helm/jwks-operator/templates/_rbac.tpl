@@ -7,17 +7,18 @@
   verbs: [get, list, watch, patch]
 - apiGroups: [jwks.dev]
   resources: [jwkskeysets/status]
-  verbs: [get, patch]
+  verbs: [patch]
 # Set ownerReferences with blockOwnerDeletion (deletionPolicy: Delete).
 - apiGroups: [jwks.dev]
   resources: [jwkskeysets/finalizers]
   verbs: [update]
-# The Secret (private keys) and ConfigMap (public JWKS) of each keyset. No delete: the garbage
-# collector removes them through ownerReferences when deletionPolicy is Delete.
+# The Secret (private keys) and ConfigMap (public JWKS) of each keyset, written by merge patch.
+# No delete: the garbage collector removes them through ownerReferences (deletionPolicy Delete).
 - apiGroups: [""]
   resources: [secrets, configmaps]
-  verbs: [get, list, watch, create, patch, update]
-- apiGroups: ["", events.k8s.io]
+  verbs: [get, list, watch, create, patch]
+# Kopf's Events, through the core v1 API.
+- apiGroups: [""]
   resources: [events]
   verbs: [create]
 {{- if and (include "jwks.peering" .) (not (include "jwks.clusterwide" .)) }}
