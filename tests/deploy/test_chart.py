@@ -125,10 +125,20 @@ def test_what_the_chart_renders_by_default() -> None:
     }
 
 
+def _workloads(values: str) -> list[dict[str, Any]]:
+    docs = render(values)
+    return find(docs, "Deployment") + find(docs, "StatefulSet")
+
+
+def _workload(values: str, name: str) -> dict[str, Any]:
+    (found,) = [w for w in _workloads(values) if w["metadata"]["name"] == name]
+    return found
+
+
 def _containers(values: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-    """Deployment name -> (pod spec, its single container)."""
+    """Workload name -> (pod spec, its single container)."""
     result = {}
-    for deployment in find(render(values), "Deployment"):
+    for deployment in _workloads(values):
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         result[deployment["metadata"]["name"]] = (pod, container)
@@ -185,21 +195,31 @@ def test_operator_defaults_to_one_standalone_replica_watching_everything() -> No
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
 
 
-def test_operator_with_replicas_uses_kopf_peering() -> None:
-    deployment = one(render("peering"), "Deployment", OPERATOR)
-    assert deployment["spec"]["replicas"] == 3
-    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+def test_operator_with_replicas_uses_kopf_peering_with_distinct_priorities() -> None:
+    """Kopf pauses every replica when two share a priority, so each pod gets its own: the
+    StatefulSet's pod index, through the Downward API."""
+    assert not find(render("peering"), "Deployment", OPERATOR)
+    workload = one(render("peering"), "StatefulSet", OPERATOR)
+    assert workload["spec"]["replicas"] == 3
+    assert workload["spec"]["podManagementPolicy"] == "Parallel"
     assert _args("peering", OPERATOR) == [
         "run",
         "--all-namespaces",
         "--peering",
         RELEASE,
+        "--priority",
+        "$(POD_INDEX)",
         "--liveness",
         "http://0.0.0.0:8081/healthz",
     ]
+    (env,) = _containers("peering")[OPERATOR][1]["env"]
+    assert env == {
+        "name": "POD_INDEX",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}},
+    }
     assert "--peering" not in _args("defaults", OPERATOR)
     args = _args("peering-namespaced", OPERATOR)
-    assert args[:6] == ["run", "--namespace", "identity", "--peering", "jwks-peers", "--liveness"]
+    assert args[:6] == ["run", "--namespace", "identity", "--peering", "jwks-peers", "--priority"]
 
 
 def test_peering_objects_are_created_after_their_crd() -> None:
@@ -383,13 +403,15 @@ def test_every_value_is_in_the_schema_and_the_readme_table() -> None:
 def test_rendered_command_lines_are_accepted_by_the_real_cli(values: str) -> None:
     """The chart's args go through the same argparse parser the container runs."""
     parser = build_parser()
-    operator = parser.parse_args(_args(values, OPERATOR))
+    # The kubelet expands $(VAR) from the container's env: the pod index of a StatefulSet pod.
+    operator = parser.parse_args([a.replace("$(POD_INDEX)", "2") for a in _args(values, OPERATOR)])
     server = parser.parse_args(_args(values, SERVER))
     assert (operator.command, server.command) == ("run", "serve")
     watched = yaml.safe_load(values_file(values).read_text()).get("watchNamespaces") or []
     assert operator.namespace == watched and server.namespace == (watched or None)
     assert operator.all_namespaces == server.all_namespaces == (not watched)
-    peering = one(render(values), "Deployment", OPERATOR)["spec"]["replicas"] > 1
+    peering = _workload(values, OPERATOR)["spec"]["replicas"] > 1
     assert bool(operator.peering) == peering and operator.standalone == (not peering)
+    assert operator.priority == (2 if peering else 0)
     assert operator.liveness == "http://0.0.0.0:8081/healthz"
     assert (server.host, server.port, server.max_age) == ("0.0.0.0", 8080, 300)
