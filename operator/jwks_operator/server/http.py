@@ -45,7 +45,7 @@ class HttpError(Exception):
         self.message = message
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Request:
     method: bytes
     path: bytes

@@ -18,12 +18,14 @@ from typing import cast
 
 from jwks_operator.server import responses
 from jwks_operator.server.app import Clock, Responder
-from jwks_operator.server.http import HttpError, Limits, parse_head
+from jwks_operator.server.http import HttpError, Limits, Request, parse_head
 from jwks_operator.server.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
 _CRLF2 = b"\r\n\r\n"
+_MAX_CACHED_HEAD = 2048
+_PARSED_CACHE_SIZE = 1024
 
 
 class ConnectionManager:
@@ -34,6 +36,9 @@ class ConnectionManager:
         self.limits = limits
         self.connections: set[HttpConnection] = set()
         self.closing = False
+        self.parsed: dict[bytes, Request] = {}
+        """Parsed heads by their bytes: clients repeat identical heads, parsing is the
+        largest per-request cost, and a Request is immutable. Bounded; cleared when full."""
         self.drained = asyncio.Event()
         """Set once closing and every connection is gone."""
         self._metrics = metrics
@@ -137,6 +142,7 @@ class HttpConnection(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         limits = self._manager.limits
+        parsed = self._manager.parsed
         responder = self._responder
         self._buffer = b""
         while buffer:
@@ -154,11 +160,17 @@ class HttpConnection(asyncio.Protocol):
                 return
             head = buffer[:end]
             buffer = buffer[end + 4 :]
-            try:
-                request = parse_head(head, limits)
-            except HttpError as error:
-                self._refuse(error.status, error.code, error.message)
-                return
+            request = parsed.get(head)
+            if request is None:
+                try:
+                    request = parse_head(head, limits)
+                except HttpError as error:
+                    self._refuse(error.status, error.code, error.message)
+                    return
+                if len(head) <= _MAX_CACHED_HEAD:
+                    if len(parsed) >= _PARSED_CACHE_SIZE:
+                        parsed.clear()
+                    parsed[head] = request
             close = not request.keep_alive or self._manager.closing
             if request.body_length:
                 if request.expect_continue:
