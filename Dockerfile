@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # One image for both processes: `jwks-operator run` (the operator) and `jwks-operator serve`
 # (the JWKS server). The builder turns the source into wheels; the final stage installs them
 # from local files only, so it needs no compiler, no network and no source tree.
