@@ -415,3 +415,22 @@ def test_rendered_command_lines_are_accepted_by_the_real_cli(values: str) -> Non
     assert operator.priority == (2 if peering else 0)
     assert operator.liveness == "http://0.0.0.0:8081/healthz"
     assert (server.host, server.port, server.max_age) == ("0.0.0.0", 8080, 300)
+
+
+def test_oldest_supported_kubernetes() -> None:
+    """kubeVersion >=1.28 (CEL rules with fieldPath/reason, the pod-index label): the chart
+    refuses 1.27 and renders objects valid for 1.28's schemas, peering included."""
+    old = helm("template", RELEASE, str(CHART), "--kube-version", "1.27.9", check=False)
+    assert old.returncode != 0 and "kubeVersion" in old.stderr
+    rendered = helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--kube-version",
+        "1.28.0",
+        "--values",
+        str(values_file("peering")),
+    ).stdout
+    for doc in (d for d in yaml.safe_load_all(rendered) if d):
+        if doc["kind"] not in ("ClusterKopfPeering", "KopfPeering"):
+            kubernetes_validate.validate(doc, "1.28.0", strict=True)
