@@ -256,6 +256,6 @@ def handle_verify(args: argparse.Namespace) -> int:
     if isinstance(verdict, Refused):
         print(f"token refused ({verdict.reason.value}): {verdict.description}", file=sys.stderr)
         return EXIT_REFUSED
-    print(json.dumps(verdict.claims, indent=2, sort_keys=True))
+    print(json.dumps(dict(verdict.claims), indent=2, sort_keys=True))
     print(f"verified: signed by kid {verdict.kid}", file=sys.stderr)
     return EXIT_OK

@@ -38,6 +38,7 @@ class PublishDir:
     def write(self, namespace: str, name: str, data: Mapping[str, str]) -> bool:
         """Bring the keyset's files in line with ``data``; True if any file changed."""
         directory = self.keyset_dir(namespace, name)
+        self.root.mkdir(parents=True, exist_ok=True)  # it may have been removed meanwhile
         for level in (directory.parent, directory):
             if not level.is_dir():
                 level.mkdir(mode=DIR_MODE, exist_ok=True)
