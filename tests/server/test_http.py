@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import formatdate, parsedate_to_datetime
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from jwks_operator.core.contract import NEXT_CHANGE_ANNOTATION
 from jwks_operator.core.timefmt import format_time
@@ -22,8 +22,11 @@ from jwks_operator.server.snapshot import KeySetEntry, SnapshotStore
 from tests.server.conftest import MakeServer
 from tests.server.support import (
     RawResponse,
+    assert_no_private_material,
     configmap_data,
     exchange,
+    jwks_text,
+    private_members,
     public_jwk,
     read_response,
     request,
@@ -686,3 +689,61 @@ async def test_readyz_fails_while_shutting_down(server: JwksServer) -> None:
     assert (await asyncio.wait_for(read_response(reader), 5)).status == 503
     await asyncio.wait_for(shutdown, 5)
     writer.close()
+
+
+# -- never a private member ------------------------------------------------------------
+
+
+async def test_no_response_ever_holds_a_private_member(
+    make_server: MakeServer,
+    rsa_private: rsa.RSAPrivateKey,
+    ec_private: ec.EllipticCurvePrivateKey,
+) -> None:
+    """Every route, method and variant, over keysets whose ConfigMaps tried to leak keys."""
+    secret_rsa = {**public_jwk(rsa_private), **private_members(rsa_private)}
+    secret_ec = {**public_jwk(ec_private), **private_members(ec_private)}
+    store = SnapshotStore()
+    store.apply("identity", "auth", configmap_data(public_jwk(ec_private), issuer=ISSUER), {})
+    leaks = {
+        "auth": jwks_text(public_jwk(ec_private), secret_rsa),  # refused: the old body stays
+        "fresh": jwks_text(secret_ec),  # refused with nothing before: 503
+        "hmac": jwks_text({"kty": "oct", "kid": "h", "k": "c2VjcmV0c2VjcmV0"}),
+        "nested": json.dumps({"keys": [public_jwk(ec_private)], "extra": {"keys": [secret_ec]}}),
+    }
+    for name, text in leaks.items():
+        store.apply("identity", name, {"jwks.json": text, "openid-configuration": "{}"}, {})
+    store.mark_ready()
+    server = await make_server(store, default_keyset=("identity", "fresh"))
+    secrets = [
+        v.encode()
+        for v in (*private_members(rsa_private).values(), *private_members(ec_private).values())
+    ]
+    paths = [
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+    ]
+    for name in (*leaks, "missing"):
+        paths += [
+            f"/identity/{name}/.well-known/jwks.json",
+            f"/identity/{name}/.well-known/openid-configuration",
+        ]
+    variants: list[dict[str, str]] = [
+        {},
+        {"Accept-Encoding": "gzip"},
+        {"Accept": "application/jwk-set+json"},
+        {"If-None-Match": "*"},
+    ]
+    for path in paths:
+        for method in ("GET", "HEAD", "OPTIONS", "POST"):
+            for headers in variants:
+                answer = await request(server.port, method, path, headers)
+                assert answer.status < 500 or answer.status == 503, (path, method, answer.status)
+                body = answer.body
+                if answer.headers.get("content-encoding") == "gzip" and body:
+                    body = gzip.decompress(body)
+                assert_no_private_material(body)
+                for secret in secrets:
+                    assert secret[:12] not in body

@@ -283,3 +283,41 @@ def test_concurrent_writers_lose_nothing(ec_private: ec.EllipticCurvePrivateKey)
         thread.join()
     assert len(store.snapshot.entries) == 160
     assert store.snapshot.total_bytes == sum(e.size for e in store.snapshot.entries.values())
+
+
+def test_only_public_parameters_are_served(
+    ec_private: ec.EllipticCurvePrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Key material hidden where the guard does not look (nested, extra members) is dropped."""
+    secret = {**public_jwk(ec_private), **private_members(ec_private)}
+    document = {
+        "keys": [{**public_jwk(ec_private), "x-note": {"backup": secret}}],
+        "extra": {"keys": [secret]},
+    }
+    store = SnapshotStore()
+    store.apply("ns", "auth", {"jwks.json": json.dumps(document)}, {})
+    entry = store.get("ns", "auth")
+    assert entry is not None and entry.jwks is not None
+    assert json.loads(entry.jwks.body) == {"keys": [public_jwk(ec_private)]}
+    assert "x-note" in caplog.text and "extra" in caplog.text
+    assert secret["d"] not in caplog.text
+
+
+def test_a_non_string_public_parameter_is_refused(ec_private: ec.EllipticCurvePrivateKey) -> None:
+    bad = {**public_jwk(ec_private), "x": {"d": "hidden"}}
+    store = SnapshotStore()
+    assert store.apply("ns", "auth", {"jwks.json": jwks_text(bad)}, {}) is ApplyResult.REFUSED
+    assert store.metrics.refused == {"invalid_jwks": 1}
+
+
+def test_discovery_embedding_a_private_key_is_refused(
+    ec_private: ec.EllipticCurvePrivateKey,
+) -> None:
+    secret = {**public_jwk(ec_private), **private_members(ec_private)}
+    data = {
+        **configmap_data(public_jwk(ec_private)),
+        "openid-configuration": json.dumps({"issuer": "https://i", "jwks": {"keys": [secret]}}),
+    }
+    store = SnapshotStore()
+    assert store.apply("ns", "auth", data, {}) is ApplyResult.REFUSED
+    assert store.metrics.refused == {"private_member": 1}

@@ -8,8 +8,10 @@ change builds a new one (copying the entry table, rebuilding only the changed en
 publishes it with one attribute assignment.
 
 Every JWKS passes ``core.guard.parse_public_jwks`` before it can enter a snapshot, and what
-is served is re-encoded from the parsed document, so a JSON trick (a duplicate ``keys``
-member that another parser would read differently) cannot smuggle anything past the guard.
+is served is re-encoded from a projection of the parsed document (``keys`` only, and in
+each key only the registered public parameters, as strings), so neither a JSON trick (a
+duplicate ``keys`` member that another parser would read differently) nor key material
+nested where the guard does not look can get past it.
 A refused document is logged without key material, counted, and the previous good entry is
 kept (or, for a keyset never seen good, an entry that answers 503).
 
@@ -51,6 +53,7 @@ from jwks_operator.core.contract import (
     CONFIGMAP_OPENID,
     CONFIGMAP_VERIFICATION,
     NEXT_CHANGE_ANNOTATION,
+    PRIVATE_MEMBERS,
 )
 from jwks_operator.core.guard import UnsafeJwksError, encode_public_jwks, parse_public_jwks
 from jwks_operator.core.timefmt import parse_time
@@ -192,7 +195,7 @@ def build_entry(
     parsed: dict[str, Any] | None = None
     if raw_jwks is not None:
         try:
-            parsed = parse_public_jwks(raw_jwks)
+            parsed = _public_projection(parse_public_jwks(raw_jwks), namespace, name)
             text = encode_public_jwks(parsed)
         except UnsafeJwksError as error:
             raise RefusedDocument(refusal_reason(error), str(error)) from None
@@ -232,6 +235,59 @@ def build_entry(
     )
 
 
+PUBLIC_JWK_MEMBERS = frozenset(
+    {
+        "kty",
+        "use",
+        "key_ops",
+        "alg",
+        "kid",
+        "x5u",
+        "x5c",
+        "x5t",
+        "x5t#S256",
+        "crv",
+        "x",
+        "y",
+        "n",
+        "e",
+    }
+)
+"""The registered public JWK parameters (RFC 7517, 7518, 8037): all a verifier needs."""
+
+
+def _public_projection(document: Mapping[str, Any], namespace: str, name: str) -> dict[str, Any]:
+    """Only ``keys``, and in each key only public parameters with string values.
+
+    The guard checks the members it knows at the levels it knows; serving a projection
+    means that nothing else (a nested object, an extra top-level member) can carry key
+    material out, whatever it is called.
+    """
+    keys = []
+    dropped: set[str] = set()
+    for index, jwk in enumerate(document["keys"]):
+        kept: dict[str, Any] = {}
+        for member, value in jwk.items():
+            if member not in PUBLIC_JWK_MEMBERS:
+                dropped.add(member)
+                continue
+            if not isinstance(value, str) and not (
+                isinstance(value, list) and all(isinstance(item, str) for item in value)
+            ):
+                raise UnsafeJwksError(f"keys[{index}]: member {member} is not a string")
+            kept[member] = value
+        keys.append(kept)
+    dropped.update(member for member in document if member != "keys")
+    if dropped:
+        logger.warning(
+            "keyset %s/%s: not serving non-standard JWKS member(s) %s",
+            namespace,
+            name,
+            ", ".join(sorted(dropped)[:10]),
+        )
+    return {"keys": keys}
+
+
 def _reencode_object(raw: str) -> str:
     try:
         document = json.loads(raw)
@@ -243,7 +299,22 @@ def _reencode_object(raw: str) -> str:
         raise RefusedDocument(
             "invalid_openid_configuration", "openid-configuration is not a JSON object"
         )
+    _refuse_embedded_private_keys(document)
     return json.dumps(document, separators=(",", ":"))
+
+
+def _refuse_embedded_private_keys(node: Any) -> None:
+    """Discovery metadata has no place for keys; an embedded private one is refused."""
+    if isinstance(node, dict):
+        if "kty" in node and (PRIVATE_MEMBERS.intersection(node) or node.get("kty") == "oct"):
+            raise RefusedDocument(
+                "private_member", "openid-configuration embeds a private or symmetric key"
+            )
+        for value in node.values():
+            _refuse_embedded_private_keys(value)
+    elif isinstance(node, list):
+        for value in node:
+            _refuse_embedded_private_keys(value)
 
 
 def _next_change(namespace: str, name: str, annotations: Mapping[str, str]) -> float | None:
