@@ -194,13 +194,8 @@ DURATIONS = st.one_of(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/durations.py: DURATION_PATTERN uses \\d, which Python matches against any "
-    "Unicode digit (float() parses them too) while the API server's RE2 matches ASCII only: "
-    "parse_duration('\u0661s') is 1 second, Kubernetes refuses it. Fix: [0-9] for \\d.",
-)
 def test_non_ascii_digits_are_judged_alike() -> None:
+    """Regression: Python's \\d matches any Unicode digit; the API server's RE2 does not."""
     spec = {"rotation": {"retireAfter": "\u0661s"}}  # ARABIC-INDIC DIGIT ONE
     assert api_server_verdict(keyset(spec)) != []
     assert not core_accepts(spec)

@@ -15,11 +15,11 @@ _UNITS = {
     "m": timedelta(minutes=1),
     "h": timedelta(hours=1),
 }
-_PART = r"(?:\d+(?:\.\d+)?)(?:ms|s|m|h)"
+_PART = r"(?:[0-9]+(?:\.[0-9]+)?)(?:ms|s|m|h)"
 DURATION_PATTERN = rf"^(?:{_PART})+$"
 """The same grammar as the CRD's OpenAPI pattern for duration fields."""
 _DURATION_RE = re.compile(DURATION_PATTERN)
-_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 MAX_DURATION = timedelta(days=3650)
 
 
