@@ -12,7 +12,7 @@ import sys
 import textwrap
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,11 @@ def keyset(name: str = "auth", **spec: Any) -> dict[str, Any]:
     }
 
 
-def configmap(name: str, labels: dict[str, str] | None = None, **data: str) -> dict[str, Any]:
+def configmap(name: str, labels: Mapping[str, str] | None = None, **data: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": NS, "labels": labels or {}},
+        "metadata": {"name": name, "namespace": NS, "labels": dict(labels or {})},
         "data": data,
     }
 
@@ -147,6 +147,10 @@ def test_stale_resource_version_is_409_on_put_and_patch(cluster: EmulatedCluster
 
     replaced = cluster.replace(KEYSETS, "auth", {**fresh, "spec": {"algorithm": "ES256"}}, NS)
     assert replaced["spec"] == {"algorithm": "ES256"}
+    unconditional = {**replaced, "metadata": {"name": "auth", "namespace": NS}}
+    with pytest.raises(ApiStatusError) as caught:
+        cluster.replace(KEYSETS, "auth", unconditional, NS)
+    assert caught.value.code == 422
 
 
 def test_json_patch_test_op_guards_the_patch(cluster: EmulatedCluster) -> None:
@@ -500,6 +504,32 @@ def test_deleting_a_namespace_deletes_its_objects(cluster: EmulatedCluster) -> N
     assert cluster.list_objects(KEYSETS) == []
 
 
+def test_delete_collection_honours_the_label_selector(cluster: EmulatedCluster) -> None:
+    cluster.create(configmap("a", {"jwks.dev/keyset": "auth"}))
+    cluster.create(configmap("b", {"jwks.dev/keyset": "auth"}))
+    cluster.create(configmap("c"))
+
+    path = cluster.path("configmaps", namespace=NS)
+    deleted = cluster.request("DELETE", path, query={"labelSelector": "jwks.dev/keyset=auth"})
+
+    assert names(deleted["items"]) == ["a", "b"]
+    assert names(cluster.list_objects("configmaps", NS)) == ["c"]
+
+
+def test_delete_preconditions_are_checked(cluster: EmulatedCluster) -> None:
+    created = cluster.create(configmap("a"))
+    path = cluster.path("configmaps", "a", NS)
+    stale = {"preconditions": {"uid": "not-the-uid"}}
+    current = {"preconditions": {"uid": created["metadata"]["uid"]}}
+
+    with pytest.raises(ApiStatusError) as caught:
+        cluster.request("DELETE", path, stale)
+    cluster.request("DELETE", path, current)
+
+    assert caught.value.code == 409
+    assert cluster.find("configmaps", "a", NS) is None
+
+
 # ------------------------------------------------------------------ discovery and access
 
 
@@ -559,6 +589,30 @@ def test_the_token_from_the_kubeconfig_is_required(cluster: EmulatedCluster) -> 
         opener.open(request, timeout=5)
     assert caught.value.code == 401
     assert cluster.request("GET", "/version")["major"] == "1"
+
+
+def test_verbs_outside_discovery_are_405(cluster: EmulatedCluster) -> None:
+    with pytest.raises(ApiStatusError) as caught:
+        cluster.request("GET", "/api/v1/namespaces/default/bindings")
+    assert caught.value.code == 405
+
+
+def test_size_limit_and_optional_namespace_check(
+    make_cluster: Callable[..., EmulatedCluster],
+) -> None:
+    strict = make_cluster(require_namespaces=True)
+    too_big = configmap("big")
+    too_big["data"] = {"jwks.json": "x" * (1024 * 1024 + 1)}
+
+    with pytest.raises(ApiStatusError) as missing_namespace:
+        strict.create(configmap("a"))
+    strict.ensure_namespace(NS)
+    with pytest.raises(ApiStatusError) as oversized:
+        strict.create(too_big)
+
+    assert missing_namespace.value.code == 404
+    assert oversized.value.code == 422
+    assert names(strict.list_objects("configmaps", NS)) == []
 
 
 def test_cli_subprocess_gets_the_kubeconfig(cluster: EmulatedCluster, tmp_path: Path) -> None:

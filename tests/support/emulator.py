@@ -19,7 +19,8 @@ Provided (each has a test in tests/e2e/test_emulator.py):
 - get, list, watch, create, update (PUT), patch, delete, deletecollection; the discovery
   verbs of each resource are enforced (405 otherwise).
 - optimistic concurrency: a PUT or a patch whose result carries a stale
-  ``metadata.resourceVersion`` gets 409 Conflict; delete preconditions (uid, rv) too.
+  ``metadata.resourceVersion`` gets 409 Conflict; delete preconditions (uid, rv) too;
+  a PUT of a custom resource without a resourceVersion is 422 (built-ins allow it).
 - patches: JSON Patch (RFC 6902: add remove replace move copy test; a failed ``test`` or
   a bad path is 422), JSON merge patch (RFC 7386), strategic merge patch for built-in
   kinds treated as a merge patch (maps merge, lists are replaced whole, ``$patch``-style
@@ -96,6 +97,7 @@ HARNESS_USER_AGENT: Final = "jwks-tests-harness"
 
 TRUE_VALUES: Final = frozenset({"true", "True", "1"})
 MAX_DATA_BYTES: Final = 1024 * 1024
+MAX_REQUEST_BYTES: Final = 3 * 1024 * 1024
 
 # Kinds whose objects have no metadata.generation on a real server.
 NO_GENERATION: Final = frozenset(
@@ -766,6 +768,8 @@ class ApiEmulator(kmock.KubernetesEmulator):
     # ---------------------------------------------------------------- HTTP entry point
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # A real API server takes bodies up to 3 MiB (aiohttp's default stops at 1 MiB).
+        raw_request = raw_request.clone(client_max_size=MAX_REQUEST_BYTES)
         body = await raw_request.read()
         record = RequestRecord(
             at=time.monotonic(),
@@ -1158,6 +1162,10 @@ class ApiEmulator(kmock.KubernetesEmulator):
         if meta.get("namespace") and namespace and meta["namespace"] != namespace:
             raise bad_request("the namespace of the object does not match the URL")
         stale = meta.get("resourceVersion")
+        if not stale and res in self._custom:
+            raise invalid(
+                "metadata.resourceVersion: Invalid value: must be specified for an update"
+            )
         if stale and stale != current["metadata"]["resourceVersion"]:
             raise self._conflict(res, name)
         return self._write(res, current, copy.deepcopy(body), subresource, dry_run)
