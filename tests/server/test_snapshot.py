@@ -321,3 +321,15 @@ def test_discovery_embedding_a_private_key_is_refused(
     store = SnapshotStore()
     assert store.apply("ns", "auth", data, {}) is ApplyResult.REFUSED
     assert store.metrics.refused == {"private_member": 1}
+
+
+def test_new_bytes_are_always_newer_for_if_modified_since(
+    ec_private: ec.EllipticCurvePrivateKey, ec_private_2: ec.EllipticCurvePrivateKey
+) -> None:
+    """Even when the source's write time does not move (or goes back), a change is newer."""
+    store = SnapshotStore()
+    store.apply("ns", "auth", configmap_data(public_jwk(ec_private)), {}, modified=5000.0)
+    store.apply("ns", "auth", configmap_data(public_jwk(ec_private_2)), {}, modified=4000.0)
+    entry = store.get("ns", "auth")
+    assert entry is not None and entry.jwks is not None
+    assert entry.jwks.modified == 5001.0

@@ -375,13 +375,16 @@ def _published(obj: Mapping[str, Any]) -> _Published | None:
 
 
 def _modified(metadata: Mapping[str, Any]) -> float | None:
-    """The object's last write time, the same on every replica (unlike time of receipt)."""
+    """The object's last write time, the same on every replica (unlike time of receipt).
+
+    Only ``managedFields`` says when an object was last written (``creationTimestamp``
+    does not move on updates); without them the time of receipt is used.
+    """
     times = [
         entry.get("time")
         for entry in metadata.get("managedFields") or ()
         if isinstance(entry, Mapping)
     ]
-    times.append(metadata.get("creationTimestamp"))
     parsed = []
     for value in times:
         if isinstance(value, str):

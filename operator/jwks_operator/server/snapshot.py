@@ -86,8 +86,12 @@ class Document:
         body = text.encode()
         tag = base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode()
         etag = f'"{tag}"'
-        if previous is not None and previous.etag == etag:
-            return previous
+        if previous is not None:
+            if previous.etag == etag:
+                return previous
+            # New bytes must look newer than the old ones to If-Modified-Since, whatever
+            # clock or metadata the caller's time came from.
+            modified = max(modified, int(previous.modified) + 1)
         # mtime=0: identical content gives identical bytes (and ETags) on every replica.
         packed = gzip.compress(body, compresslevel=9, mtime=0)
         return cls(
