@@ -8,6 +8,7 @@ from ``repr`` so that a key object logged by mistake shows no secret.
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -157,7 +158,22 @@ async def generate_key_async(algorithm: str, key_size: int | None) -> KeyMateria
 
 
 def load_private_key(private_jwk: Mapping[str, Any]) -> PrivateKey:
-    """Rebuild a private key from its stored JWK, checking it is internally consistent."""
+    """Rebuild a private key from its stored JWK, checking it is internally consistent.
+
+    Memoised: the RSA consistency check costs ~60 ms per key, and the operator loads every
+    stored key on every reconciliation (parsing keys.json, writing signing.pem). A key is
+    checked once per process; anything edited is a different JWK and is checked again.
+    """
+    try:
+        identity = tuple(sorted((k, v) for k, v in private_jwk.items() if isinstance(v, str)))
+    except TypeError:
+        raise KeyLoadError("private JWK is malformed (TypeError)") from None
+    return _load_checked(identity)
+
+
+@functools.lru_cache(maxsize=1024)
+def _load_checked(identity: tuple[tuple[str, str], ...]) -> PrivateKey:
+    private_jwk = dict(identity)
     try:
         kty = private_jwk["kty"]
         if kty == "RSA":
