@@ -124,10 +124,11 @@ class OperatorUnderTest:
     namespaces: tuple[str, ...] = ("default",)
     extra_args: tuple[str, ...] = ("--verbose",)
     processes: list[CliProcess] = field(default_factory=list)
+    start_args: tuple[str, ...] = ("run", "--standalone")
 
     # ------------------------------------------------------------------ the process
     def start(self) -> CliProcess:
-        args = ["run", "--standalone"]
+        args = list(self.start_args)
         if "--all-namespaces" not in self.extra_args:
             for namespace in self.namespaces:
                 args += ["--namespace", namespace]

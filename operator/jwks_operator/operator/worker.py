@@ -33,6 +33,7 @@ EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
 SLACK: Final = 0.05
 """Seconds added to a scheduled wake-up so that the plan sees the change as due."""
 CONFLICT_RETRIES: Final = 3
+CONCURRENCY: Final = 8
 MAX_BACKOFF: Final = 60.0
 _MESSAGE_LIMIT: Final = 400
 
@@ -54,6 +55,10 @@ class Runtime:
     """Re-check of a conflict or corrupt Secret that a watch may not report (foreign objects)."""
     reconciles: dict[str, int] = field(default_factory=dict)
     """Reconciliations per ``namespace/name``, for the probe and the tests' bookkeeping."""
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONCURRENCY))
+    """Reconciliations in flight. Without a bound, fifty keysets created at once would
+    interleave their key generation in the thread pool and all finish at the very end;
+    with it they finish in turn (the median halves), and the loop keeps CPU to breathe."""
 
 
 def describe(error: BaseException) -> str:
@@ -144,7 +149,8 @@ class KeySetWorker:
             tracker=self.waker,
         )
         rotate = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
-        outcome = await reconcile(spec, store, clock=runtime.clock, rotate_request=rotate)
+        async with runtime.slots:
+            outcome = await reconcile(spec, store, clock=runtime.clock, rotate_request=rotate)
         await self.report(body, outcome, generation, reasons)
         if not outcome.ready.status:
             return runtime.not_ready_retry
