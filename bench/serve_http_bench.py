@@ -3,9 +3,11 @@
 Both serve one 2-3 KB JWKS on loopback; ``wrk -t1`` loads each for 10 s at 50 and 200
 connections, for 200 responses and for 304 responses (If-None-Match with the server's own
 ETag). Goal (issue 4): our one process >= half of one nginx worker's requests per second,
-and p99 under 20 ms at 200 connections. On a 2-core machine the server under test is pinned
-to CPU 0 and wrk to CPU 1 (when ``taskset`` exists), the same for both servers. A reference
-row shows aiohttp's own low-level server (``web.Server``, no router) on the same bytes.
+and p99 under 20 ms at 200 connections. Cells are interleaved (every server runs back to
+back for each cell) and ``--rounds`` repeats them for medians, because the machine may be
+shared. ``--pin`` pins servers to CPU 0 and wrk to CPU 1 (it hurts tail latency badly when
+other processes compete for those CPUs). A reference row shows aiohttp's own low-level
+server (``web.Server``, no router) answering with the same bytes.
 
 Run: ``.venv/bin/python bench/serve_http_bench.py [--duration 10] [--no-aiohttp]``.
 nginx and wrk come from Debian (``apt-get install -y nginx-light wrk``); the script
@@ -85,8 +87,11 @@ def ensure_tools() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True)
 
 
+PIN = False
+
+
 def pinned(argv: list[str], cpu: int) -> list[str]:
-    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+    if PIN and shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         return ["taskset", "-c", str(cpu), *argv]
     return argv
 
@@ -217,6 +222,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1, help="repeat and take medians")
+    parser.add_argument("--pin", action="store_true", help="taskset: servers CPU 0, wrk CPU 1")
     parser.add_argument("--no-aiohttp", action="store_true", help="skip the aiohttp reference")
     parser.add_argument("--serve-ours", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
     parser.add_argument(
@@ -230,6 +236,8 @@ def main() -> None:
         serve_aiohttp(int(args.serve_aiohttp[0]), Path(args.serve_aiohttp[1]))
         return
 
+    global PIN
+    PIN = args.pin
     ensure_tools()
     nginx_version = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as temp:
@@ -245,7 +253,7 @@ def main() -> None:
         print(
             f"serving a {len(text)}-byte jwks.json on loopback; wrk -t1, {args.duration}s runs; "
             f"{nginx_version}; Python {sys.version.split()[0]}; {os.cpu_count()} CPUs; "
-            f"load average {os.getloadavg()[0]:.2f}"
+            f"load average {os.getloadavg()[0]:.2f}; pinned: {PIN}"
         )
         servers: list[tuple[str, Any]] = [
             ("nginx (1 worker, static file)", lambda port: start_nginx(root, port, workdir)),
