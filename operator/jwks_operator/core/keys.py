@@ -157,22 +157,23 @@ async def generate_key_async(algorithm: str, key_size: int | None) -> KeyMateria
     return await asyncio.to_thread(generate_key, algorithm, key_size)
 
 
-def load_private_key(private_jwk: Mapping[str, Any]) -> PrivateKey:
+def load_private_key(private_jwk: Mapping[str, Any], *, check: bool = True) -> PrivateKey:
     """Rebuild a private key from its stored JWK, checking it is internally consistent.
 
     Memoised: the RSA consistency check costs ~60 ms per key, and the operator loads every
     stored key on every reconciliation (parsing keys.json, writing signing.pem). A key is
     checked once per process; anything edited is a different JWK and is checked again.
+    ``check=False`` skips the RSA check, for material that was already checked or made here.
     """
     try:
         identity = tuple(sorted((k, v) for k, v in private_jwk.items() if isinstance(v, str)))
     except TypeError:
         raise KeyLoadError("private JWK is malformed (TypeError)") from None
-    return _load_checked(identity)
+    return _load(identity, check)
 
 
 @functools.lru_cache(maxsize=1024)
-def _load_checked(identity: tuple[tuple[str, str], ...]) -> PrivateKey:
+def _load(identity: tuple[tuple[str, str], ...], check: bool) -> PrivateKey:
     private_jwk = dict(identity)
     try:
         kty = private_jwk["kty"]
@@ -182,7 +183,8 @@ def _load_checked(identity: tuple[tuple[str, str], ...]) -> PrivateKey:
                 for m in ("n", "e", "d", "p", "q", "dp", "dq", "qi")
             )
             public = rsa.RSAPublicNumbers(e, n)
-            return rsa.RSAPrivateNumbers(p, q, d, dp, dq, qi, public).private_key()
+            numbers = rsa.RSAPrivateNumbers(p, q, d, dp, dq, qi, public)
+            return numbers.private_key(unsafe_skip_rsa_key_validation=not check)
         if kty == "EC":
             curve = _CURVES[private_jwk["crv"]]()
             value = int.from_bytes(b64url_decode(private_jwk["d"]), "big")
@@ -222,8 +224,12 @@ def load_material(
 
 
 def private_key_pem(material: KeyMaterial) -> str:
-    """PKCS#8 PEM of the private key, for services that mount ``signing.pem``."""
-    key = load_private_key(material.private_jwk)
+    """PKCS#8 PEM of the private key, for services that mount ``signing.pem``.
+
+    ``material`` was checked when keys.json was parsed, or was just generated: the costly
+    RSA check is not repeated (it made a new keyset's first write ~60 ms slower).
+    """
+    key = load_private_key(material.private_jwk, check=False)
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
