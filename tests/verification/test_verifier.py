@@ -316,3 +316,83 @@ def test_an_empty_key_set_refuses_every_token_as_unknown() -> None:
     verifier = build_verifier({"keys": []}, policy_json("ES256"))
     refused(verifier.verify(token(material("ES256")), NOW), Reason.UNKNOWN_KID)
     assert AUDIENCE in verifier.policy.audiences
+
+
+# -- the accepted-token cache -------------------------------------------------------------
+
+
+def test_a_repeated_token_is_answered_from_the_cache_within_its_validity() -> None:
+    key = material("ES256")
+    verifier = verifier_for(maxTokenAgeSeconds=600, leewaySeconds=0)
+    signed = token(key, claims(iat=NOW_TS - 10, exp=NOW_TS + 300, nbf=NOW_TS - 10))
+    first = verifier.verify(signed, NOW)
+    assert isinstance(first, Accepted)
+    assert verifier.verify(signed, NOW + timedelta(seconds=5)) is first
+    # Outside the window the cached answer is not used: the full check says why.
+    refused(verifier.verify(signed, NOW + timedelta(seconds=300)), Reason.EXPIRED)
+    refused(verifier.verify(signed, NOW - timedelta(seconds=11)), Reason.NOT_YET_VALID)
+    assert verifier.verify(signed, NOW + timedelta(seconds=299)) is first
+
+
+def test_the_maximum_age_bounds_the_cached_answer_too() -> None:
+    key = material("ES256")
+    verifier = verifier_for(maxTokenAgeSeconds=60, leewaySeconds=0)
+    signed = token(key, claims(iat=NOW_TS - 10, exp=NOW_TS + 3600))
+    assert isinstance(verifier.verify(signed, NOW), Accepted)
+    assert isinstance(verifier.verify(signed, NOW + timedelta(seconds=50)), Accepted)
+    refused(verifier.verify(signed, NOW + timedelta(seconds=51)), Reason.TOKEN_TOO_OLD)
+
+
+def test_overrides_are_part_of_the_cached_answer() -> None:
+    key = material("ES256")
+    verifier = verifier_for()
+    signed = token(key, claims(aud="billing"))
+    assert isinstance(
+        verifier.verify(signed, NOW, PolicyOverrides(audiences=("billing",))), Accepted
+    )
+    refused(verifier.verify(signed, NOW), Reason.WRONG_AUDIENCE)
+    strict = PolicyOverrides(audiences=("billing",), require=("tenant",))
+    refused(verifier.verify(signed, NOW, strict), Reason.MISSING_CLAIM)
+
+
+def test_the_cache_is_bounded_and_holds_no_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jwks_operator.verification import verifier as module
+
+    monkeypatch.setattr(module, "CACHE_SIZE", 8)
+    key = material("EdDSA")
+    verifier = build_verifier(jwks(key), policy_json("EdDSA"))
+    signed = [token(key, claims(jti=str(i))) for i in range(20)]
+    for _ in range(2):
+        for one in signed:
+            assert isinstance(verifier.verify(one, NOW), Accepted)
+            assert verifier._remembered <= 8
+    size = verifier._remembered
+    for i in range(50):
+        refused(
+            verifier.verify(token(key, claims(jti=str(i), exp=NOW_TS - 999)), NOW), Reason.EXPIRED
+        )
+    assert verifier._remembered == size
+
+
+def test_accepted_claims_are_read_only() -> None:
+    verdict = verifier_for().verify(token(material("ES256")), NOW)
+    assert isinstance(verdict, Accepted)
+    with pytest.raises(TypeError):
+        verdict.claims["sub"] = "admin"  # type: ignore[index]
+
+
+def test_header_and_policy_memos_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jwks_operator.verification import verifier as module
+
+    monkeypatch.setattr(module, "MEMO_SIZE", 4)
+    key = material("EdDSA")
+    verifier = build_verifier(jwks(key), policy_json("EdDSA"))
+    for i in range(10):
+        signed = token(key, claims(aud=f"a{i}"), x=i)  # a distinct header each time
+        overrides = PolicyOverrides(audiences=(f"a{i}",))
+        assert isinstance(verifier.verify(signed, NOW, overrides), Accepted)
+        assert len(verifier._headers) <= 4 and len(verifier._scopes) <= 4
+    # A refused header is never remembered as if it had selected a key.
+    before = dict(verifier._headers)
+    refused(verifier.verify(token(key, alg="EdDSA", kid="nope"), NOW), Reason.UNKNOWN_KID)
+    assert verifier._headers == before

@@ -5,6 +5,7 @@ docs) and the RFC 6750 error class that decides the HTTP status, so the glue nev
 guess whether a failure is the client's request (400) or the token itself (401).
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -41,7 +42,7 @@ class Reason(StrEnum):
 class Accepted:
     """A token whose signature, header and claims all passed; ``headers`` go to the upstream."""
 
-    claims: dict[str, Any]
+    claims: Mapping[str, Any]
     kid: str
     headers: tuple[tuple[str, str], ...]
     ok: Literal[True] = True

@@ -38,18 +38,33 @@ ACCEPTED_TYPES: Final = frozenset({"jwt", "at+jwt", "application/jwt", "applicat
 """RFC 7519 ``JWT`` and RFC 9068 access tokens. Other typed JWTs (logout, security event
 tokens) are refused so that one kind of token cannot be replayed as another (RFC 8725 3.11)."""
 _SHOWABLE_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+CACHE_SIZE: Final = 4096
+"""Accepted tokens remembered per verifier; when full it starts afresh (no LRU bookkeeping on
+the hot path). Only tokens with a valid signature get in, so the bound is on memory alone."""
+
+MEMO_SIZE: Final = 256
+
+_Window = tuple[float, float, float]
+"""(earliest, expires, latest): valid while earliest <= now < expires and now <= latest."""
+_Valid = tuple[Accepted, float, float, float]
 
 
 class TokenVerifier:
     """Verifies tokens against one keyset's published keys and policy; immutable, shareable."""
 
-    __slots__ = ("_keys", "policy", "unusable")
+    __slots__ = ("_headers", "_keys", "_remembered", "_scopes", "policy", "unusable")
 
     def __init__(
         self, policy: Policy, keys: Mapping[str, VerifyingKey], unusable: Mapping[str, str]
     ) -> None:
         self.policy = policy
         self._keys = dict(keys)
+        # Every token one key signs has the same header bytes, and a gateway sends the same
+        # overrides every time: both are worked out once. Per overrides: the merged policy
+        # and the accepted tokens under it.
+        self._headers: dict[str, VerifyingKey] = {}
+        self._scopes: dict[PolicyOverrides, tuple[Policy, dict[str, _Valid]]] = {}
+        self._remembered = 0
         self.unusable: Mapping[str, str] = MappingProxyType(dict(unusable))
         """kid -> why that published key cannot verify this keyset's tokens."""
 
@@ -60,21 +75,65 @@ class TokenVerifier:
     def verify(
         self, token: str, now: datetime, overrides: PolicyOverrides = NO_OVERRIDES
     ) -> Verdict:
-        """Check one compact JWS; never raises for anything the token contains."""
+        """Check one compact JWS; never raises for anything the token contains.
+
+        Gateways ask about the same token once per client request, so accepted tokens are
+        remembered (bounded, per verifier: a snapshot change starts afresh, which keeps
+        revocation immediate) together with the time window in which they stay valid; a
+        repeat inside that window skips the signature and every parse. Refusals are never
+        cached, so hostile tokens cannot fill the cache.
+        """
+        moment = now.timestamp()
+        scope = self._scopes.get(overrides)
+        if scope is None:
+            if len(self._scopes) >= MEMO_SIZE:
+                self._forget()
+            scope = (self.policy.with_overrides(overrides), {})
+            self._scopes[overrides] = scope
+        policy, accepted = scope
+        remembered = accepted.get(token)
+        if remembered is not None:
+            verdict, earliest, expires, latest = remembered
+            if earliest <= moment < expires and moment <= latest:
+                return verdict
+        result = self._verify(token, moment, policy)
+        if isinstance(result, Refused):
+            return result
+        if self._remembered >= CACHE_SIZE:
+            self._forget()
+            self._scopes[overrides] = scope
+        accepted[token] = result
+        self._remembered += 1
+        return result[0]
+
+    def _forget(self) -> None:
+        for _, tokens in self._scopes.values():
+            tokens.clear()
+        self._scopes.clear()
+        self._remembered = 0
+
+    def _verify(self, token: str, moment: float, policy: Policy) -> "Refused | _Valid":
         if len(token) > MAX_TOKEN_CHARS:
             return Refused(Reason.TOKEN_TOO_LARGE, f"token longer than {MAX_TOKEN_CHARS} bytes")
         try:
             header_part, payload_part, signature_part = split_token(token)
-            if len(header_part) > MAX_HEADER_CHARS:
-                return Refused(Reason.TOKEN_TOO_LARGE, "token header too large")
-            header = decode_object(header_part, "header")
         except MalformedTokenError as error:
             return Refused(Reason.MALFORMED_TOKEN, str(error))
-
-        key_or_refusal = self._select_key(header)
-        if isinstance(key_or_refusal, Refused):
-            return key_or_refusal
-        key = key_or_refusal
+        key = self._headers.get(header_part)
+        if key is None:
+            if len(header_part) > MAX_HEADER_CHARS:
+                return Refused(Reason.TOKEN_TOO_LARGE, "token header too large")
+            try:
+                header = decode_object(header_part, "header")
+            except MalformedTokenError as error:
+                return Refused(Reason.MALFORMED_TOKEN, str(error))
+            key_or_refusal = self._select_key(header)
+            if isinstance(key_or_refusal, Refused):
+                return key_or_refusal
+            key = key_or_refusal
+            if len(self._headers) >= MEMO_SIZE:
+                self._headers.clear()
+            self._headers[header_part] = key
 
         try:
             signature = decode_signature(signature_part)
@@ -88,15 +147,14 @@ class TokenVerifier:
             claims = decode_object(payload_part, "claims")
         except MalformedTokenError as error:
             return Refused(Reason.MALFORMED_TOKEN, str(error))
-        policy = self.policy.with_overrides(overrides)
-        refusal = _check_claims(claims, policy, now.timestamp())
-        if refusal is not None:
-            return refusal
+        window = _check_claims(claims, policy, moment)
+        if isinstance(window, Refused):
+            return window
         try:
             headers = identity_headers(claims, key.kid, policy.claim_headers)
         except UnrepresentableClaimError as error:
             return Refused(Reason.UNREPRESENTABLE_CLAIM, str(error))
-        return Accepted(claims=claims, kid=key.kid, headers=headers)
+        return (Accepted(claims=MappingProxyType(claims), kid=key.kid, headers=headers), *window)
 
     def _select_key(self, header: dict[str, Any]) -> VerifyingKey | Refused:
         algorithm = self.policy.algorithm
@@ -159,7 +217,7 @@ def build_verifier(
     return TokenVerifier(policy, keys, unusable)
 
 
-def _check_claims(claims: dict[str, Any], policy: Policy, now: float) -> Refused | None:
+def _check_claims(claims: dict[str, Any], policy: Policy, now: float) -> Refused | _Window:
     leeway = policy.leeway_seconds
     exp = claims.get("exp")
     if exp is None:
@@ -168,23 +226,27 @@ def _check_claims(claims: dict[str, Any], policy: Policy, now: float) -> Refused
         return Refused(Reason.INVALID_CLAIM, "exp is not a number")
     if now >= exp + leeway:
         return Refused(Reason.EXPIRED, "token expired")
+    earliest, expires, latest = -math.inf, exp + leeway, math.inf
     nbf = claims.get("nbf")
     if nbf is not None:
         if not _numeric_date(nbf):
             return Refused(Reason.INVALID_CLAIM, "nbf is not a number")
         if now + leeway < nbf:
             return Refused(Reason.NOT_YET_VALID, "token not valid yet (nbf)")
+        earliest = nbf - leeway
     iat = claims.get("iat")
     if iat is not None:
         if not _numeric_date(iat):
             return Refused(Reason.INVALID_CLAIM, "iat is not a number")
         if iat > now + leeway:
             return Refused(Reason.NOT_YET_VALID, "token issued in the future (iat)")
+        earliest = max(earliest, iat - leeway)
     if policy.max_age_seconds is not None:
         if iat is None:
             return Refused(Reason.MISSING_CLAIM, "token has no iat, needed for its maximum age")
         if now - iat > policy.max_age_seconds + leeway:
             return Refused(Reason.TOKEN_TOO_OLD, "token older than the maximum age")
+        latest = iat + policy.max_age_seconds + leeway
     if policy.issuer is not None:
         iss = claims.get("iss")
         if iss != policy.issuer:
@@ -199,7 +261,7 @@ def _check_claims(claims: dict[str, Any], policy: Policy, now: float) -> Refused
     for claim in policy.required_claims:
         if claims.get(claim) is None:
             return Refused(Reason.MISSING_CLAIM, f"token has no {claim} claim")
-    return None
+    return earliest, expires, latest
 
 
 def _check_audience(aud: object, expected: tuple[str, ...]) -> Refused | None:

@@ -1,0 +1,331 @@
+"""Gateway verification throughput: the /verify endpoint beside a JWKS request and raw crypto.
+
+Run: ``.venv/bin/python bench/verify_bench.py [--duration 10] [--rounds 3] [--connections 50]``.
+Needs ``wrk`` (``apt-get install wrk``). The JWKS server runs in its own process (the real
+``JwksServer`` with the verification hooks, fed one keyset per algorithm), and ``wrk -t1``
+loads it from the other core, as in ``/work/shared/notes/perf-anchors.md``. For RS256,
+ES256 and EdDSA it prints, from one run:
+
+- raw: signature verifications per second with ``cryptography`` alone (same key, same
+  token, single thread);
+- verifier: ``TokenVerifier.verify`` in-process, every call a new token (full work:
+  parsing, signature, policy, identity headers);
+- endpoint, repeated token: ``/{ns}/{name}/verify`` with the same token on every request,
+  as a gateway sees one client session (answered from the verifier's accepted-token cache);
+- endpoint, new token per request: a wrk Lua script cycles through 10,000 pre-signed tokens,
+  more than the cache holds, so every request is a full verification;
+- jwks: ``/{ns}/{name}/.well-known/jwks.json`` requests per second, same server, same run.
+
+Every wrk run must see only 200s (a benchmark of refusals would measure the wrong thing).
+Goal (issue 7): the endpoint's cost over raw verification, ``1/endpoint - 1/raw``, is no
+more than a plain JWKS request's cost, ``1/jwks``. Medians over the rounds are reported.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from jwks_operator.core.keys import KeyMaterial, b64url_decode, generate_key, load_private_key
+from jwks_operator.core.tokens import sign_token
+from jwks_operator.verification import build_verifier
+
+ALGORITHMS = ("RS256", "ES256", "EdDSA")
+UNIQUE_TOKENS = 10_000
+LUA = """
+local tokens = {{}}
+for line in io.lines("{tokens}") do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  if i > #tokens then i = 1 end
+  return wrk.format("GET", "{path}", {{["Authorization"] = "Bearer " .. tokens[i]}})
+end
+"""
+NAMESPACE = "bench"
+ISSUER = "https://auth.example.com/bench"
+AUDIENCE = "api"
+
+
+def _keyset(algorithm: str) -> str:
+    return algorithm.lower()
+
+
+def _policy(algorithm: str) -> str:
+    return json.dumps(
+        {
+            "algorithm": algorithm,
+            "issuer": ISSUER,
+            "audiences": [AUDIENCE],
+            "requiredClaims": [],
+            "leewaySeconds": 60,
+            "maxTokenAgeSeconds": None,
+            "claimHeaders": {"email": "X-Auth-Email"},
+        }
+    )
+
+
+def _token(material: KeyMaterial, jti: int = 0) -> str:
+    now = int(time.time())
+    claims = {
+        "jti": str(jti),
+        "sub": "bench-user",
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + 3600,
+        "email": "bench@example.com",
+    }
+    return sign_token(material, claims)
+
+
+def _raw_check(material: KeyMaterial, token: str) -> Callable[[], None]:
+    """The bare ``cryptography`` verify call a perfect endpoint could not avoid."""
+    head, body, signature_b64 = token.split(".")
+    data = f"{head}.{body}".encode()
+    signature = b64url_decode(signature_b64)
+    public = load_private_key(material.private_jwk).public_key()
+    if isinstance(public, rsa.RSAPublicKey):
+        pad, digest = padding.PKCS1v15(), hashes.SHA256()
+        return lambda: public.verify(signature, data, pad, digest)
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        r = int.from_bytes(signature[:32], "big")
+        s = int.from_bytes(signature[32:], "big")
+        der, scheme = encode_dss_signature(r, s), ec.ECDSA(hashes.SHA256())
+        return lambda: public.verify(der, data, scheme)
+    assert isinstance(public, ed25519.Ed25519PublicKey)
+    return lambda: public.verify(signature, data)
+
+
+def _per_second(call: Callable[[], object], seconds: float = 2.0) -> float:
+    """Calls per second of ``call`` on one thread, measured in batches for ``seconds``."""
+    for _ in range(50):
+        call()
+    done, batch, start = 0, 200, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for _ in range(batch):
+            call()
+        done += batch
+    return done / elapsed
+
+
+# -- the server process -------------------------------------------------------------------
+
+
+def serve(port: int, data_file: Path) -> None:
+    """Child process: the production server classes with the verification hooks."""
+    from jwks_operator.server.hooks import load_verification_hooks
+    from jwks_operator.server.runner import ServerSettings, run_server
+    from jwks_operator.server.snapshot import SnapshotStore
+
+    hooks = load_verification_hooks()
+    assert hooks is not None
+    store = SnapshotStore(build_verifier=hooks.build_verifier)
+    if hooks.metrics_text is not None:
+        store.metrics.add_collector(hooks.metrics_text)
+    for name, data in json.loads(data_file.read_text()).items():
+        store.apply(NAMESPACE, name, data, {})
+    store.mark_ready()
+    settings = ServerSettings(host="127.0.0.1", port=port)
+    asyncio.run(run_server(store, settings, verify_handler=hooks.handle_verify))
+
+
+def _start_server(
+    port: int, data: dict[str, dict[str, str]], root: Path
+) -> subprocess.Popen[bytes]:
+    data_file = root / "keysets.json"
+    data_file.write_text(json.dumps(data))
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port), str(data_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=(root / "server.log").open("wb"),
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "operator")},
+    )
+    deadline = time.monotonic() + 15
+    import urllib.request
+
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
+                if reply.status == 200:
+                    return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"the server did not start; see {root / 'server.log'}")
+
+
+# -- wrk ----------------------------------------------------------------------------------
+
+
+def _wrk(
+    url: str, seconds: int, connections: int, headers: dict[str, str], script: Path | None = None
+) -> dict[str, float]:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    output = subprocess.run(
+        [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 30
+    ).stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors: (.*)", output)
+    if rate is None or p99 is None:
+        raise SystemExit(f"could not read wrk's output:\n{output}")
+    if bad is not None or errors is not None:
+        raise SystemExit(f"wrk saw failed requests against {url}:\n{output}")
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    return {"rps": float(rate.group(1)), "p99_ms": float(p99.group(1)) * scale}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(seconds: int, rounds: int, connections: int) -> list[dict[str, Any]]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    materials = {
+        alg: generate_key(alg, 2048 if alg.startswith("RS") else None) for alg in ALGORITHMS
+    }
+    unique = {alg: [_token(m, i) for i in range(UNIQUE_TOKENS)] for alg, m in materials.items()}
+    tokens = {alg: unique[alg][0] for alg in ALGORITHMS}
+    data = {
+        _keyset(alg): {
+            "jwks.json": json.dumps({"keys": [dict(material.public_jwk)]}),
+            "verification.json": _policy(alg),
+        }
+        for alg, material in materials.items()
+    }
+    now = datetime.now(UTC)
+    raw = {alg: _per_second(_raw_check(materials[alg], tokens[alg])) for alg in ALGORITHMS}
+    verifier_rates = {}
+    for alg in ALGORITHMS:
+        verifier = build_verifier(json.loads(data[_keyset(alg)]["jwks.json"]), _policy(alg))
+        assert verifier.verify(tokens[alg], now).ok
+        cycle = iter(unique[alg] * 100)
+        verifier_rates[alg] = _per_second(
+            lambda v=verifier, c=cycle: v.verify(next(c), now)  # type: ignore[misc]
+        )
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/{NAMESPACE}"
+    cases = ("jwks", *(f"{alg} {kind}" for alg in ALGORITHMS for kind in ("same", "new")))
+    samples: dict[str, list[dict[str, float]]] = {case: [] for case in cases}
+    with tempfile.TemporaryDirectory(prefix="verify-bench-") as temp:
+        root = Path(temp)
+        scripts = {}
+        for alg in ALGORITHMS:
+            (root / f"{alg}.tokens").write_text("\n".join(unique[alg]) + "\n")
+            path = f"/{NAMESPACE}/{_keyset(alg)}/verify?audience={AUDIENCE}"
+            scripts[alg] = root / f"{alg}.lua"
+            scripts[alg].write_text(LUA.format(tokens=root / f"{alg}.tokens", path=path))
+        process = _start_server(port, data, root)
+        try:
+            for _ in range(rounds):
+                samples["jwks"].append(
+                    _wrk(f"{base}/rs256/.well-known/jwks.json", seconds, connections, {})
+                )
+                for alg in ALGORITHMS:
+                    url = f"{base}/{_keyset(alg)}/verify?audience={AUDIENCE}"
+                    same = {"Authorization": f"Bearer {tokens[alg]}"}
+                    samples[f"{alg} same"].append(_wrk(url, seconds, connections, same))
+                    samples[f"{alg} new"].append(_wrk(url, seconds, connections, {}, scripts[alg]))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def median(case: str, field: str) -> float:
+        return statistics.median(sample[field] for sample in samples[case])
+
+    jwks_rps = median("jwks", "rps")
+    jwks_us = 1e6 / jwks_rps
+    rows: list[dict[str, Any]] = [
+        {"case": "JWKS GET", "rps": jwks_rps, "p99_ms": median("jwks", "p99_ms"), "us": jwks_us}
+    ]
+    for alg in ALGORITHMS:
+        row: dict[str, Any] = {"case": alg, "raw": raw[alg], "verifier": verifier_rates[alg]}
+        for kind in ("same", "new"):
+            rps = median(f"{alg} {kind}", "rps")
+            overhead = 1e6 / rps - 1e6 / raw[alg]
+            row[kind] = {
+                "rps": rps,
+                "p99_ms": median(f"{alg} {kind}", "p99_ms"),
+                "overhead_us": overhead,
+                "ratio": overhead / jwks_us,
+            }
+        rows.append(row)
+    return rows
+
+
+def _table(rows: list[dict[str, Any]], seconds: int, rounds: int, connections: int) -> str:
+    jwks = rows[0]
+    lines = [
+        f"wrk -t1 -c{connections}, {seconds} s per run, {rounds} rounds (medians); "
+        f"one server process. JWKS GET: {jwks['rps']:,.0f} req/s, p99 {jwks['p99_ms']:.2f} ms "
+        f"=> {jwks['us']:.1f} us per request.",
+        "",
+        "| alg | raw crypto verify/s | in-process verifier/s (new token) "
+        "| /verify req/s, same token (p99 ms) | /verify req/s, new token (p99 ms) "
+        "| overhead over raw, same / new (us) | overhead / JWKS cost, same / new |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows[1:]:
+        same, new = row["same"], row["new"]
+        lines.append(
+            f"| {row['case']} | {row['raw']:,.0f} | {row['verifier']:,.0f} "
+            f"| {same['rps']:,.0f} ({same['p99_ms']:.2f}) "
+            f"| {new['rps']:,.0f} ({new['p99_ms']:.2f}) "
+            f"| {same['overhead_us']:.1f} / {new['overhead_us']:.1f} "
+            f"| {same['ratio']:.2f} / {new['ratio']:.2f} |"
+        )
+    lines.append("")
+    lines.append("Goal: overhead / JWKS cost <= 1.")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]), Path(sys.argv[3]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per case (median)")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    args = parser.parse_args()
+    rows = run(args.duration, args.rounds, args.connections)
+    print(_table(rows, args.duration, args.rounds, args.connections))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
