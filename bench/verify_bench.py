@@ -1,9 +1,9 @@
 """Gateway verification throughput: the /verify endpoint beside a JWKS request and raw crypto.
 
 Run: ``.venv/bin/python bench/verify_bench.py [--duration 10] [--rounds 3] [--connections 50]``.
-Needs ``wrk`` (``apt-get install wrk``). The JWKS server runs in its own process (the real
-``JwksServer`` with the verification hooks, fed one keyset per algorithm), and ``wrk -t1``
-loads it from the other core, as in ``/work/shared/notes/perf-anchors.md``. For RS256,
+Needs ``wrk`` (Debian's; installed with apt-get when missing, as root). The JWKS server runs
+in its own process (the real ``JwksServer`` with the verification hooks, fed one keyset per
+algorithm), and ``wrk -t1`` loads it from the other core. For RS256,
 ES256 and EdDSA it prints, from one run:
 
 - raw: signature verifications per second with ``cryptography`` alone (same key, same
@@ -205,9 +205,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _ensure_wrk() -> None:
+    """Install Debian's wrk when missing (as root), like the serving bench does."""
+    if shutil.which("wrk") is not None:
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("wrk is missing: run `apt-get install -y wrk` as root")
+    print("installing wrk with apt-get ...", flush=True)
+    subprocess.run(["apt-get", "update", "-qq"], check=False)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+
+
 def run(seconds: int, rounds: int, connections: int) -> list[dict[str, Any]]:
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed: apt-get install wrk")
+    _ensure_wrk()
     materials = {
         alg: generate_key(alg, 2048 if alg.startswith("RS") else None) for alg in ALGORITHMS
     }
@@ -245,6 +255,7 @@ def run(seconds: int, rounds: int, connections: int) -> list[dict[str, Any]]:
             scripts[alg].write_text(LUA.format(tokens=root / f"{alg}.tokens", path=path))
         process = _start_server(port, data, root)
         try:
+            _wrk(f"{base}/rs256/.well-known/jwks.json", 2, connections, {})  # warm-up
             for _ in range(rounds):
                 samples["jwks"].append(
                     _wrk(f"{base}/rs256/.well-known/jwks.json", seconds, connections, {})
