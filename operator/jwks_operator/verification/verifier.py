@@ -1,9 +1,10 @@
-"""The token verifier: one immutable object per published keyset, built when it changes.
+"""The token verifier: one object per published keyset, built when the keyset changes.
 
 The server keeps one ``TokenVerifier`` beside each keyset's pre-encoded JWKS bytes and
 swaps both together, so "a retired key verifies until it leaves the JWKS" and "a revoked
-key stops verifying the moment the snapshot changes" hold by construction: there is no
-other key cache to invalidate.
+key stops verifying the moment the snapshot changes" hold by construction: the verifier's
+memories (accepted tokens, parsed headers, merged policies) die with it, and there is no
+other cache to invalidate.
 
 Order of checks: size, shape, header, key, signature, and only then the claims. Claims
 from a token whose signature has not been checked are never parsed, so an attacker's
@@ -43,6 +44,7 @@ CACHE_SIZE: Final = 4096
 the hot path). Only tokens with a valid signature get in, so the bound is on memory alone."""
 
 MEMO_SIZE: Final = 256
+"""Distinct token headers and override sets remembered per verifier (a handful in practice)."""
 
 _Window = tuple[float, float, float]
 """(earliest, expires, latest): valid while earliest <= now < expires and now <= latest."""
@@ -50,7 +52,11 @@ _Valid = tuple[Accepted, float, float, float]
 
 
 class TokenVerifier:
-    """Verifies tokens against one keyset's published keys and policy; immutable, shareable."""
+    """Verifies tokens against one keyset's published keys and policy.
+
+    Keys and policy never change after construction; the memories only save work, so the
+    same (token, time, overrides) always gets the same answer. Used from the event loop.
+    """
 
     __slots__ = ("_headers", "_keys", "_remembered", "_scopes", "policy", "unusable")
 
