@@ -5,7 +5,7 @@ The observer polls two things a user can see: the JWKS over HTTP and the state f
 checks, at the end, the design's invariants across every restart:
 
 1. every committed state has exactly one active key, and it is in the JWKS served then;
-2. a key signs only after it was published for ``prePublish`` (the first key excepted);
+2. a key signs only after it was published for ``prePublish`` (the bootstrap key excepted);
 3. a key that signed stays in every JWKS served until ``retireAfter`` after it stopped
    signing, and a token it signed verifies (PyJWT) against each of those JWKS;
 4. the JWKS holds public members only, no duplicate kid, and kid = RFC 7638 thumbprint.
@@ -132,16 +132,22 @@ class LifecycleObserver:
                 claims = jwt.decode(history.token, public.key, algorithms=[kids[kid]["alg"]])
                 assert claims["sub"] == "observer"
                 required_checks += 1
-        first = min(self.keys.values(), key=lambda h: h.first_active_seen, default=None)
+        # A key made active directly (activatedAt == createdAt) skipped pre-publication:
+        # only the bootstrap key may do that (an emergency key would be a lost next key).
+        direct = set()
         for state in self.states:
             for key in state.keys:
-                if key.activated_at is None or (first and key.kid == first.material.kid):
+                if key.activated_at is None:
+                    continue
+                if key.activated_at == key.created_at:
+                    direct.add(key.kid)
                     continue
                 assert key.published_at is not None, f"{key.kid} signs but was never published"
                 assert key.activated_at - key.published_at >= self.pre_publish, (
                     f"{key.kid} signed after only {key.activated_at - key.published_at} "
                     "of pre-publication"
                 )
+        assert len(direct) <= 1, f"keys that signed without pre-publication: {sorted(direct)}"
         return {
             "jwks_fetches": len(self.sightings),
             "failed_fetches": self.failed_fetches,

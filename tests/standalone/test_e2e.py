@@ -36,6 +36,7 @@ def test_serve_sign_verify_and_three_rotations(tmp_path: Path) -> None:
         process.state_dir, pre_publish=timedelta(seconds=1), retire_after=timedelta(seconds=1.5)
     )
     responses: list[bytes] = []
+    secrets: set[str] = set()
     try:
         process.started()
 
@@ -134,8 +135,10 @@ def test_serve_sign_verify_and_three_rotations(tmp_path: Path) -> None:
 
         # Private keys: on disk in 0600 files of a 0700 directory, nowhere else.
         state = read_state(process.state_dir)
-        secrets = private_values(state)
-        assert secrets, "the state file holds the private keys"
+        assert private_values(state), "the state file holds the private keys"
+        # Every key the run ever held (removed ones included), as seen in its state file.
+        secrets = set().union(*(private_values(seen) for seen in [*observer.states, state]))
+        assert len(secrets) >= 5
         assert stat.S_IMODE(process.state_dir.stat().st_mode) == 0o700
         for path in process.state_dir.iterdir():
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
