@@ -59,8 +59,10 @@ def http_get(port: int, path: str, headers: Mapping[str, str] | None = None) -> 
     return answer
 
 
-def start_serve(cluster: EmulatedCluster, *args: str) -> tuple[CliProcess, int]:
-    process = cluster.run_cli("serve", "--host", "127.0.0.1", "--port", "0", *args)
+def start_serve(
+    cluster: EmulatedCluster, *args: str, env: Mapping[str, str] | None = None
+) -> tuple[CliProcess, int]:
+    process = cluster.run_cli("serve", "--host", "127.0.0.1", "--port", "0", *args, env=env)
     port = int(LISTENING.search(process.wait_for_output(LISTENING, timeout=30)).group(1))  # type: ignore[union-attr]
     process.wait_for_output("initial list loaded", timeout=30)
     return process, port
@@ -322,7 +324,17 @@ def test_namespace_scope_and_default_keyset(
                     "k-jwks", "k", configmap_data(public_jwk(ec_private)), namespace=namespace
                 )
             )
-        _, port = start_serve(cluster, "--namespace", "team-a", "--default-keyset", "team-a/k")
+        # --kubeconfig wins over KUBECONFIG, as with kubectl.
+        _, port = start_serve(
+            cluster,
+            "--namespace",
+            "team-a",
+            "--default-keyset",
+            "team-a/k",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            env={"KUBECONFIG": str(tmp_path / "elsewhere")},
+        )
         assert http_get(port, jwks_path("k", "team-a")).status == 200
         assert http_get(port, jwks_path("k", "team-b")).status == 404
         assert http_get(port, "/.well-known/jwks.json").json() == {"keys": [public_jwk(ec_private)]}

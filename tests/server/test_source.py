@@ -5,9 +5,14 @@ set (page size, backoff) and the event handling rules, against the same emulated
 """
 
 import asyncio
+import base64
 import json
+import ssl
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -15,6 +20,7 @@ from jwks_operator.core.contract import KEYSET_LABEL
 from jwks_operator.server.kube import (
     ApiError,
     ConfigMapSource,
+    KubeConfigError,
     KubeConnection,
     SourceSettings,
     _WatchExpired,
@@ -153,3 +159,96 @@ def test_watch_events(ec_private: ec.EllipticCurvePrivateKey) -> None:
 def load_connection_stub() -> KubeConnection:
     """A connection is only used for HTTP; event handling never touches it."""
     return KubeConnection("http://127.0.0.1:9", None, None, None)
+
+
+async def test_a_watch_from_a_compacted_version_ends_as_expired(
+    cluster: EmulatedCluster, ec_private: ec.EllipticCurvePrivateKey
+) -> None:
+    """410 Gone (as an ERROR event) ends the watch as "expired", which makes run() re-list."""
+    await asyncio.to_thread(
+        cluster.create, configmap("old-jwks", "old", configmap_data(public_jwk(ec_private)))
+    )
+    stale = str(await asyncio.to_thread(cluster.resource_version))
+    await asyncio.to_thread(
+        cluster.patch, "configmaps", "old-jwks", {"data": {"x": "1"}}, "default"
+    )
+    await asyncio.to_thread(cluster.compact)
+    source = ConfigMapSource(
+        SnapshotStore(), load_connection(str(cluster.kubeconfig)), settings=FAST
+    )
+    async with aiohttp.ClientSession() as session:
+        reason = await asyncio.wait_for(source._watch(session, None, stale), 10)
+    assert reason == "expired"
+
+
+def test_kubeconfig_with_tls_and_token(tmp_path: Path) -> None:
+    """An https cluster: CA verification on (or off when asked), the user's bearer token."""
+    ca_pem = _self_signed_ca()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "secure",
+                "cluster": {
+                    "server": "https://kube.example:6443",
+                    "certificate-authority-data": base64.b64encode(ca_pem).decode(),
+                },
+            },
+            {
+                "name": "insecure",
+                "cluster": {
+                    "server": "https://kube.example:6443",
+                    "insecure-skip-tls-verify": True,
+                },
+            },
+        ],
+        "users": [{"name": "u", "user": {"token": "t0ken"}}],
+        "contexts": [
+            {"name": "secure", "context": {"cluster": "secure", "user": "u"}},
+            {"name": "insecure", "context": {"cluster": "insecure", "user": "u"}},
+        ],
+        "current-context": "secure",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(config))
+    secure = load_connection(str(path))
+    assert secure.server == "https://kube.example:6443"
+    assert secure.ssl_context is not None
+    assert secure.ssl_context.verify_mode == ssl.CERT_REQUIRED and secure.ssl_context.check_hostname
+    assert secure.auth_headers() == {"authorization": "Bearer t0ken"}
+    insecure = load_connection(str(path), context="insecure")
+    assert insecure.ssl_context is not None and insecure.ssl_context.verify_mode == ssl.CERT_NONE
+
+
+def test_no_kubeconfig_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(KubeConfigError, match="no kubeconfig found"):
+        load_connection()
+    (tmp_path / "broken").write_text("clusters: [")
+    with pytest.raises(KubeConfigError):
+        load_connection(str(tmp_path / "broken"))
+
+
+def _self_signed_ca() -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-ca")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)

@@ -92,10 +92,17 @@ def load_connection(kubeconfig: str | None = None, context: str | None = None) -
                 "no kubeconfig found (--kubeconfig, KUBECONFIG, ~/.kube/config) "
                 "and not running in a cluster"
             )
+    except KubeConfigError:
+        raise
     except config.ConfigException as error:
         raise KubeConfigError(f"cannot load the Kubernetes configuration: {error}") from None
     except OSError as error:
         raise KubeConfigError(f"cannot read the kubeconfig: {error}") from None
+    except Exception as error:  # e.g. YAML syntax: the loader has no error type of its own
+        raise KubeConfigError(
+            f"cannot load the Kubernetes configuration: {error.__class__.__name__}: "
+            f"{str(error)[:300]}"
+        ) from None
     server = str(configuration.host).rstrip("/")
     context_ssl: ssl.SSLContext | None = None
     if server.startswith("https://"):
