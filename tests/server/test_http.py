@@ -747,3 +747,37 @@ async def test_no_response_ever_holds_a_private_member(
                 assert_no_private_material(body)
                 for secret in secrets:
                     assert secret[:12] not in body
+
+
+async def test_expect_continue_is_answered_without_waiting_for_the_body(
+    server: JwksServer,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n"
+    )
+    answer = await asyncio.wait_for(read_response(reader), 5)
+    assert answer.status == 405 and answer.headers["connection"] == "close"
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+
+
+async def test_connections_over_the_limit_are_closed(
+    make_server: MakeServer, ec_private: ec.EllipticCurvePrivateKey
+) -> None:
+    from jwks_operator.server.http import Limits
+
+    server = await make_server(
+        ready_store(public_jwk(ec_private)), limits=Limits(max_connections=2)
+    )
+    held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+    with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+        await asyncio.wait_for(read_response(reader), 5)
+    writer.close()
+    for held_reader, held_writer in held:  # the first two still work
+        held_writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert (await read_response(held_reader)).status == 200
+        held_writer.close()
