@@ -37,6 +37,7 @@ import aiohttp
 
 from jwks_operator.core.contract import KEYSET_LABEL
 from jwks_operator.core.timefmt import parse_time
+from jwks_operator.server.runner import settle_heap
 from jwks_operator.server.snapshot import SnapshotStore, StoreBatch
 
 logger = logging.getLogger(__name__)
@@ -245,6 +246,7 @@ class ConfigMapSource:
             self._listed.add(scope)
             if len(self._listed) == len(self.scopes):
                 self.store.mark_ready()
+                settle_heap()
                 self.ready.set()
                 logger.info("initial list loaded: %d keysets", len(self.store.snapshot.entries))
         return resource_version
