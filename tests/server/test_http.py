@@ -781,3 +781,18 @@ async def test_connections_over_the_limit_are_closed(
         held_writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
         assert (await read_response(held_reader)).status == 200
         held_writer.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (f"GET {JWKS_PATH} HTTP/1.1\r\nHost: t\r\n\r\n".encode(), 200),
+        (b"GET /healthz HTTP/1.1\r\nHost: t\nX: y\r\n\r\n", 400),
+    ],
+)
+async def test_a_request_trickled_byte_by_byte(server: JwksServer, raw: bytes, status: int) -> None:
+    """Every CR/LF boundary falls between two packets; a bare LF is still caught."""
+    if status == 400:  # stop at the bare LF: the server answers and closes right there
+        raw = raw[: raw.index(b"t\n") + 2]
+    answers = await exchange(server.port, [raw[i : i + 1] for i in range(len(raw))])
+    assert answers[0].status == status

@@ -14,6 +14,7 @@ cannot make the server buffer without limit.
 
 import asyncio
 import logging
+import re
 from typing import cast
 
 from jwks_operator.server import responses
@@ -24,6 +25,7 @@ from jwks_operator.server.metrics import Metrics
 logger = logging.getLogger(__name__)
 
 _CRLF2 = b"\r\n\r\n"
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 _MAX_CACHED_HEAD = 2048
 _PARSED_CACHE_SIZE = 1024
 
@@ -81,6 +83,7 @@ class HttpConnection(asyncio.Protocol):
         "_paused_since",
         "_request_started",
         "_responder",
+        "_scan_from",
         "_transport",
     )
 
@@ -94,6 +97,9 @@ class HttpConnection(asyncio.Protocol):
         self._paused = False
         self._paused_since = 0.0
         self._closing_since = 0.0
+        self._scan_from = 0
+        """How much of an incomplete head was already searched: a client trickling bytes
+        must not make each new byte cost a rescan of everything before it."""
         now = manager.clock.monotonic
         # A new connection owes its first request head within the header timeout.
         self._request_started = now
@@ -150,14 +156,17 @@ class HttpConnection(asyncio.Protocol):
                 skipped = min(self._discard, len(buffer))
                 self._discard -= skipped
                 buffer = buffer[skipped:]
+                self._scan_from = 0
                 continue
             if buffer[:2] == b"\r\n":  # RFC 9112 2.2: ignore blank lines before a request
                 buffer = buffer[2:]
+                self._scan_from = 0
                 continue
-            end = buffer.find(_CRLF2)
+            end = buffer.find(_CRLF2, self._scan_from)
             if end < 0 or end > limits.max_head:
                 self._incomplete(buffer, end)
                 return
+            self._scan_from = 0
             head = buffer[:end]
             buffer = buffer[end + 4 :]
             request = parsed.get(head)
@@ -198,9 +207,10 @@ class HttpConnection(asyncio.Protocol):
             else:
                 self._refuse(431, "headers_too_large", "request head too large")
             return
-        if buffer.count(b"\n") != buffer.count(b"\r\n"):
+        if _BARE_LF.search(buffer, self._scan_from):
             self._refuse(400, "bad_request", "bare LF in the request head")
             return
+        self._scan_from = max(0, len(buffer) - 3)
         self._buffer = buffer
         if not self._request_started:
             self._request_started = self._manager.clock.monotonic
