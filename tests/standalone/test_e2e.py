@@ -102,6 +102,14 @@ def test_serve_sign_verify_and_three_rotations(tmp_path: Path) -> None:
         assert claims["exp"] - claims["iat"] == 600
         assert claims["nbf"] == claims["iat"]
 
+        # The gateway endpoint of the same server answers for the same keyset.
+        status, headers, _ = process.get(
+            "/default/demo/verify", {"Authorization": f"Bearer {token}"}
+        )
+        assert status == 200
+        assert headers["X-Auth-Subject"] == "alice"
+        assert headers["X-Auth-Kid"] == kids[0]
+
         client = jwt.PyJWKClient(process.jwks_url())
         decoded = jwt.decode(
             token,
