@@ -143,6 +143,7 @@ async def test_if_none_match_gives_304_without_body(server: JwksServer) -> None:
         assert answer.headers["cache-control"] == first.headers["cache-control"]
         assert answer.headers["vary"] == "Accept, Accept-Encoding"
         assert answer.headers["access-control-allow-origin"] == "*"
+        assert "content-type" not in answer.headers and "last-modified" not in answer.headers
     stale = await request(server.port, "GET", JWKS_PATH, {"If-None-Match": '"stale"'})
     assert stale.status == 200 and stale.body == first.body
 

@@ -70,14 +70,14 @@ def document(
         str(cache_seconds).encode(),
         b"\r\nETag: ",
         etag.encode(),
-        b"\r\nLast-Modified: ",
-        last_modified.encode(),
         b"\r\n",
         vary,
         COMMON,
         connection,
     ]
     if status == 200:
+        # A 304 carries only what updates a stored response (RFC 9110 15.4.5).
+        parts += [b"Last-Modified: ", last_modified.encode(), b"\r\n"]
         parts += [b"Content-Type: ", content_type, b"\r\n"]
         if gzip:
             parts.append(b"Content-Encoding: gzip\r\n")
