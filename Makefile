@@ -13,11 +13,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/jwks-operator standalone --config examples/standalone.yaml
+	$(VENV)/bin/jwks-operator standalone --config examples/standalone.yaml --max-age 5
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check operator tests bench scripts
+	$(VENV)/bin/ruff format --check operator tests bench scripts
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
