@@ -190,3 +190,32 @@ def test_delete_policy_retain_keeps_objects_and_a_new_keyset_adopts_them(
         lambda: (operator.secret("durable-signing") or {})["metadata"].get("ownerReferences"),
         10,
     )
+
+
+def test_renamed_targets_keep_the_keys_and_release_the_old_objects(
+    operator: OperatorUnderTest,
+) -> None:
+    operator.create(manifest("renamed", algorithm="ES256", rotation=LONG))
+    before = operator.wait_ready("renamed")["status"]
+    kids = operator.kids("renamed-jwks")
+    count = operator.settle("renamed")
+
+    operator.cluster.patch(
+        KEYSETS, "renamed", {"spec": {"secretName": "renamed-v2", "configMapName": "renamed-v2"}}
+    )
+    after = operator.wait_ready("renamed", generation=2)["status"]
+    assert (after["activeKid"], after["nextKid"]) == (before["activeKid"], before["nextKid"])
+    assert operator.kids("renamed-v2") == kids
+    assert [k["kid"] for k in operator.stored_keys("renamed-v2")] == [
+        k["kid"] for k in operator.stored_keys("renamed-signing")
+    ]
+    operator.wait_event("renamed", "SecretRenamed")
+    released = operator.wait_event("renamed", "Released")
+    assert "Secret renamed-signing" in released["message"]
+    assert "ConfigMap renamed-jwks" in released["message"]
+    for old in (operator.secret("renamed-signing"), operator.configmap("renamed-jwks")):
+        assert old is not None
+        assert "jwks.dev/keyset" not in old["metadata"]["labels"]
+        assert old["metadata"]["annotations"]["jwks.dev/released-from"] == "renamed"
+    assert operator.settle("renamed") == count + 1
+    assert "SecretLost" not in operator.event_reasons("renamed")

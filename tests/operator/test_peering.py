@@ -47,8 +47,16 @@ def test_only_the_highest_priority_replica_reconciles(shared_cluster: EmulatedCl
     # Kopf's peering replaces --standalone: drop the harness's default flag.
     leader.start_args = follower.start_args = ("run",)
     leader.start()
+    leader.process.wait_for_output("Resuming operations", 30)
     follower.start()
-    follower.process.wait_for_output("Pausing operations in favour of", 30)
+
+    def priorities() -> list[int]:
+        peering = shared_cluster.get("kopf.dev/v1/kopfpeerings", "jwks")
+        return sorted(peer["priority"] for peer in (peering.get("status") or {}).values())
+
+    # Both replicas announced themselves; the follower, seeing the leader from its first
+    # look at the peering object, stays paused (Kopf logs nothing when it never resumed).
+    shared_cluster.wait_for(lambda: priorities() == [50, 100], 30, message="both peers")
 
     leader.create(manifest("peered", algorithm="ES256", rotation=rotation("1h", "1m", "1h")))
     leader.wait_ready("peered")

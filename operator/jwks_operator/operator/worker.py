@@ -18,14 +18,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from jwks_operator.core.contract import API_VERSION, PLURAL, ROTATE_ANNOTATION
+from jwks_operator.core.contract import API_VERSION, KEYSET_LABEL, PLURAL, ROTATE_ANNOTATION
 from jwks_operator.core.spec import SpecError, parse_spec
 from jwks_operator.core.timefmt import format_time
 from jwks_operator.operator.status import ready_changed, render_status, status_patch
 from jwks_operator.operator.wakeups import Waker, change_key
 from jwks_operator.reconcile import Condition, Outcome, not_ready, reconcile
 from jwks_operator.store.kubeclient import KubeApiError, KubeClient, object_path
-from jwks_operator.store.kubernetes import CONFIGMAP, SECRET, KubernetesStore, Owner
+from jwks_operator.store.kubernetes import (
+    CONFIGMAP,
+    SECRET,
+    KubernetesStore,
+    Owner,
+    release_stale,
+)
 
 EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
 """(keyset body, type, reason, message): post a Kubernetes Event about the keyset."""
@@ -80,6 +86,7 @@ class KeySetWorker:
         self._body = body
         self.logger = logger
         self.last_status: dict[str, Any] | None = None
+        self.released_for: dict[str, str] | None = None
         self.key = f"{waker.namespace}/{waker.name}"
 
     async def run(self) -> None:
@@ -152,6 +159,15 @@ class KeySetWorker:
         async with runtime.slots:
             outcome = await reconcile(spec, store, clock=runtime.clock, rotate_request=rotate)
         await self.report(body, outcome, generation, reasons)
+        if store.migrated_from is not None:
+            runtime.post_event(
+                body,
+                "Normal",
+                "SecretRenamed",
+                f"keys taken over from Secret {store.migrated_from} into {spec.secret_name}",
+            )
+        if outcome.ready.status and self.released_for != self.waker.targets:
+            await self.release_old_names(body)
         if not outcome.ready.status:
             return runtime.not_ready_retry
         if outcome.next_change is None:
@@ -166,18 +182,19 @@ class KeySetWorker:
         generation: int | None,
         reasons: list[str],
     ) -> None:
-        """Status first (what ``kubectl get`` shows), then Events, then one log line."""
+        """Events, status (what ``kubectl get`` shows), then one log line."""
         previous = self.last_status if self.last_status is not None else body.get("status")
         desired = render_status(
             outcome, generation=generation, previous=previous, now=self.runtime.clock()
         )
-        news = ready_changed(desired, previous)
-        await self.patch_status(desired, previous)
         # A keyset that stays not-ready repeats the same Warning on every retry: tell it
-        # once per change of the Ready condition, not every 30 seconds.
-        if outcome.ready.status or news:
+        # once per change of the Ready condition, not every 30 seconds. Events go first:
+        # the changes they report are already written, and a failed status patch is
+        # retried by a reconciliation that has nothing left to report.
+        if outcome.ready.status or ready_changed(desired, previous):
             for event in outcome.events:
                 self.runtime.post_event(body, event.type, event.reason, event.message)
+        await self.patch_status(desired, previous)
         trigger = ", ".join(reasons)
         if outcome.ready.status:
             self.logger.info(
@@ -191,6 +208,24 @@ class KeySetWorker:
                 f"Reconciled (trigger: {trigger}): not ready, {outcome.ready.reason}: "
                 f"{outcome.ready.message}"
             )
+
+    async def release_old_names(self, body: Mapping[str, Any]) -> None:
+        """Once per daemon and per rename: stop managing objects under names no longer used."""
+        targets = dict(self.waker.targets)
+        released = await release_stale(
+            self.runtime.client,
+            namespace=self.waker.namespace,
+            keyset=self.waker.name,
+            keep=targets,
+        )
+        self.released_for = targets
+        if released:
+            message = (
+                f"no longer managed after a rename (label {KEYSET_LABEL} removed, not deleted): "
+                + ", ".join(released)
+            )
+            self.logger.info(message)
+            self.runtime.post_event(body, "Normal", "Released", message)
 
     async def patch_status(
         self, desired: Mapping[str, Any], previous: Mapping[str, Any] | None

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol
+from urllib.parse import quote
 
 from jwks_operator.core.contract import (
     API_VERSION,
@@ -45,6 +46,8 @@ from jwks_operator.core.spec import KeySetSpec
 from jwks_operator.store.base import StoredDocuments, WriteOutcome
 from jwks_operator.store.kubeclient import KubeClient, collection_path, object_path
 
+RELEASED_ANNOTATION: Final = "jwks.dev/released-from"
+"""On an object the operator stopped managing after a rename: the keyset it belonged to."""
 SECRET: Final = "Secret"
 CONFIGMAP: Final = "ConfigMap"
 _PLURALS: Final = {SECRET: "secrets", CONFIGMAP: "configmaps"}
@@ -128,6 +131,8 @@ class KubernetesStore:
         self._owner = owner if spec.deletion_policy == "Delete" else None
         self._tracker = tracker
         self._objects: dict[str, dict[str, Any] | None] = {}
+        self.migrated_from: str | None = None
+        """The Secret whose keys were taken over after a ``spec.secretName`` rename."""
 
     def _name(self, kind: str) -> str:
         return self._spec.secret_name if kind == SECRET else self._spec.config_map_name
@@ -160,6 +165,11 @@ class KubernetesStore:
         if problems:
             return StoredDocuments(None, None, conflict="; ".join(problems))
 
+        if secret is None:
+            secret = await self._renamed_secret()
+            if secret is not None:
+                self.migrated_from = str(secret["metadata"]["name"])
+
         private_state: str | None = None
         if secret is not None:
             decoded = decode_secret_data(secret)
@@ -176,6 +186,18 @@ class KubernetesStore:
             )
             intact = recorded == content_hash(public_data) and not configmap.get("binaryData")
         return StoredDocuments(private_state, public_data, public_intact=intact)
+
+    async def _renamed_secret(self) -> dict[str, Any] | None:
+        """After ``spec.secretName`` changed, the keys are still in the Secret labelled for
+        this keyset under its old name: take them over rather than mint new ones (which
+        would break every outstanding token). Old names are released after each
+        reconciliation (``release_stale``), so at most one such Secret exists."""
+        found = [
+            item
+            for item in await labelled(self._client, SECRET, self._namespace, self._spec.name)
+            if item.get("metadata", {}).get("name") != self._spec.secret_name
+        ]
+        return found[0] if len(found) == 1 else None
 
     async def write_private(self, data: Mapping[str, str]) -> WriteOutcome:
         return await self._write(SECRET, data, {})
@@ -281,6 +303,44 @@ class KubernetesStore:
         metadata["resourceVersion"] = meta.get("resourceVersion")
         body["metadata"] = metadata
         return body
+
+
+async def labelled(
+    client: KubeClient, kind: str, namespace: str, keyset: str
+) -> list[dict[str, Any]]:
+    """The Secrets or ConfigMaps that carry both labels of ``keyset``."""
+    selector = quote(f"{MANAGED_BY_LABEL}={MANAGED_BY},{KEYSET_LABEL}={keyset}")
+    path = collection_path("v1", _PLURALS[kind], namespace) + f"?labelSelector={selector}"
+    listing = await client.get(path) or {}
+    return [item for item in listing.get("items") or [] if isinstance(item, dict)]
+
+
+async def release_stale(
+    client: KubeClient, *, namespace: str, keyset: str, keep: Mapping[str, str]
+) -> list[str]:
+    """Objects labelled for ``keyset`` under names it no longer uses (after a rename).
+
+    Their ``jwks.dev/keyset`` label is removed, so that the JWKS server stops serving a
+    stale ConfigMap as this keyset's and the operator stops watching them; they are not
+    deleted (signers may still mount an old Secret). Returns "Kind name" of each.
+    """
+    released = []
+    for kind in (SECRET, CONFIGMAP):
+        for item in await labelled(client, kind, namespace, keyset):
+            meta = item.get("metadata") or {}
+            name = str(meta.get("name"))
+            if name == keep.get(kind):
+                continue
+            patch = {
+                "metadata": {
+                    "resourceVersion": meta.get("resourceVersion"),
+                    "labels": {KEYSET_LABEL: None},
+                    "annotations": {RELEASED_ANNOTATION: keyset},
+                }
+            }
+            await client.merge_patch(object_path("v1", _PLURALS[kind], namespace, name), patch)
+            released.append(f"{kind} {name}")
+    return released
 
 
 def _is_keyset_ref(ref: Mapping[str, Any], keyset: str) -> bool:
