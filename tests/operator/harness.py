@@ -249,7 +249,7 @@ class OperatorUnderTest:
         return document
 
     def kids(self, name: str, namespace: str = "default") -> list[str]:
-        return [key["kid"] for key in self.jwks(name, namespace)["keys"]]
+        return [key["kid"] for key in self.jwks(name, namespace).get("keys", [])]
 
     def events(self, name: str, namespace: str = "default") -> list[JsonObj]:
         return self.cluster.events(namespace, involved_name=name)

@@ -219,3 +219,19 @@ def test_renamed_targets_keep_the_keys_and_release_the_old_objects(
         assert old["metadata"]["annotations"]["jwks.dev/released-from"] == "renamed"
     assert operator.settle("renamed") == count + 1
     assert "SecretLost" not in operator.event_reasons("renamed")
+
+
+def test_a_failed_api_call_is_reported_and_retried(operator: OperatorUnderTest) -> None:
+    operator.create(manifest("flaky", algorithm="ES256", rotation=LONG))
+    operator.wait_ready("flaky")
+    kids = operator.kids("flaky-jwks")
+
+    operator.cluster.fail_next(500, 1, verb="patch", plural="configmaps", name="flaky-jwks")
+    operator.cluster.patch("v1/configmaps", "flaky-jwks", {"data": {CONFIGMAP_JWKS: "{}"}})
+    warning = operator.wait_event("flaky", "ReconcileFailed")
+    assert warning["type"] == "Warning" and "injected failure" in warning["message"]
+    # Retried after a backoff of 1 s: repaired, Ready again.
+    operator.cluster.wait_for(lambda: operator.kids("flaky-jwks") == kids, 15)
+    recovered = operator.wait_ready("flaky")
+    assert condition(recovered)["reason"] == "KeysPublished"  # type: ignore[index]
+    assert operator.event_reasons("flaky").count("ReconcileFailed") == 1

@@ -94,9 +94,12 @@ class KeySetWorker:
         failures = conflicts = 0
         while not self.waker.stopping:
             delay: float | None
+            due = "scheduled"
             try:
                 delay = await self.reconcile_once(reasons)
                 failures = conflicts = 0
+                if delay is not None and delay >= self.runtime.resync:
+                    due = "resync"
             except asyncio.CancelledError:
                 raise
             except KubeApiError as error:
@@ -108,13 +111,13 @@ class KeySetWorker:
                     await asyncio.sleep(0.2 * conflicts)
                     continue
                 failures += 1
-                delay = await self.report_failure(error, failures)
+                delay, due = await self.report_failure(error, failures), "retry"
             except Exception as error:
                 failures += 1
-                delay = await self.report_failure(error, failures)
-            reasons = await self.sleep(delay)
+                delay, due = await self.report_failure(error, failures), "retry"
+            reasons = await self.sleep(delay, due)
 
-    async def sleep(self, delay: float | None) -> list[str]:
+    async def sleep(self, delay: float | None, due: str = "scheduled") -> list[str]:
         """Wait until due, or until a wake-up that is not a mere echo; return why."""
         loop = asyncio.get_running_loop()
         deadline = None if delay is None else loop.time() + delay
@@ -124,7 +127,7 @@ class KeySetWorker:
             if self.waker.stopping:
                 break
             if not woken:
-                return ["scheduled"]
+                return [due]
             reasons = self.waker.take()
             if reasons:
                 return reasons
@@ -245,7 +248,9 @@ class KeySetWorker:
             return delay
         self.logger.warning(
             f"Reconciliation failed (attempt {failures}), retrying in {delay:g}s: {message}",
-            exc_info=self.logger.isEnabledFor(logging.DEBUG),
+            # An API error says all there is; anything else is a bug worth its traceback.
+            exc_info=not isinstance(error, KubeApiError)
+            and self.logger.isEnabledFor(logging.DEBUG),
         )
         body = self.snapshot()
         self.runtime.post_event(body, "Warning", "ReconcileFailed", message)
