@@ -235,3 +235,20 @@ def test_a_failed_api_call_is_reported_and_retried(operator: OperatorUnderTest) 
     recovered = operator.wait_ready("flaky")
     assert condition(recovered)["reason"] == "KeysPublished"  # type: ignore[index]
     assert operator.event_reasons("flaky").count("ReconcileFailed") == 1
+
+
+def test_lost_watches_and_410_relists_cause_no_reconcile_and_drift_is_still_seen(
+    operator: OperatorUnderTest,
+) -> None:
+    operator.create(manifest("relist", algorithm="ES256", rotation=LONG))
+    operator.wait_ready("relist")
+    count = operator.settle("relist")
+
+    operator.cluster.compact()  # a watch resuming from an old resourceVersion gets 410 Gone
+    assert operator.cluster.drop_watches(abort=True) > 0
+    operator.cluster.wait_for(lambda: operator.cluster.watch_count() >= 4, 15)
+    assert operator.settle("relist") == count  # the relist is no news
+
+    operator.cluster.delete("v1/configmaps", "relist-jwks")
+    operator.cluster.wait_for_object("v1/configmaps", "relist-jwks", timeout=15)
+    assert operator.settle("relist") == count + 1
