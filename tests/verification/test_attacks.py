@@ -6,6 +6,7 @@ claims, ECDSA signature forms, critical and key-carrying headers, nested and typ
 and the parser-differential tricks (duplicate names, lenient base64, non-finite numbers).
 """
 
+import base64
 import hashlib
 import hmac
 import json
@@ -201,8 +202,6 @@ def test_an_ec_point_off_the_curve_is_not_usable() -> None:
 
 
 def b64decode(text: str) -> bytes:
-    import base64
-
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 

@@ -10,7 +10,16 @@ import pytest
 from jwks_operator.core.algorithms import ALGORITHM_NAMES
 from jwks_operator.core.keys import load_private_key
 from jwks_operator.verification import Accepted, Refused, build_verifier
-from tests.verification.helpers import AUDIENCE, ISSUER, NOW, claims, jwks, material, policy_json
+from tests.verification.helpers import (
+    AUDIENCE,
+    ISSUER,
+    NOW,
+    claims,
+    jwks,
+    material,
+    policy_json,
+    token,
+)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHM_NAMES)
@@ -50,8 +59,6 @@ def test_pyjwt_refuses_what_we_refuse_for_a_wrong_key(algorithm: str) -> None:
 
 @pytest.mark.parametrize("algorithm", ["RS256", "PS384", "ES512", "EdDSA"])
 def test_tokens_we_accept_also_verify_in_pyjwt(algorithm: str) -> None:
-    from tests.verification.helpers import token
-
     key = material(algorithm)
     signed = token(key)
     assert isinstance(
