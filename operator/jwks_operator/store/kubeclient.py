@@ -75,13 +75,16 @@ class KubeClient:
         self._provider = provider
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        self._retired: list[aiohttp.ClientSession] = []
         self._endpoint: Endpoint | None = None
         self._lock = asyncio.Lock()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in [*self._retired, self._session]:
+            if session is not None:
+                await session.close()
+        self._retired.clear()
+        self._session = None
 
     async def get(self, path: str) -> dict[str, Any] | None:
         try:
@@ -97,12 +100,18 @@ class KubeClient:
     async def merge_patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self._request("PATCH", path, body, MERGE_PATCH)
 
-    async def _ready(self, refresh: bool) -> tuple[aiohttp.ClientSession, Endpoint]:
+    async def _ready(self, stale: Endpoint | None) -> tuple[aiohttp.ClientSession, Endpoint]:
+        """The session and endpoint to use; a new login if ``stale`` got a 401.
+
+        Concurrent requests that all got a 401 log in once: only the first finds ``stale``
+        still current. A replaced session is closed only with the client, because other
+        requests may still be using it.
+        """
         async with self._lock:
-            if self._endpoint is None or refresh:
-                self._endpoint = await self._provider(refresh)
+            if self._endpoint is None or (stale is not None and self._endpoint is stale):
+                self._endpoint = await self._provider(stale is not None)
                 if self._session is not None:
-                    await self._session.close()
+                    self._retired.append(self._session)
                     self._session = None
             if self._session is None:
                 connector = aiohttp.TCPConnector(
@@ -119,8 +128,9 @@ class KubeClient:
         body: Mapping[str, Any] | None = None,
         content_type: str | None = None,
     ) -> dict[str, Any]:
+        rejected: Endpoint | None = None
         for attempt in (0, 1):
-            session, endpoint = await self._ready(refresh=attempt > 0)
+            session, endpoint = await self._ready(stale=rejected)
             headers = dict(endpoint.headers)
             headers["Accept"] = "application/json"
             headers["User-Agent"] = "jwks-operator"
@@ -132,6 +142,7 @@ class KubeClient:
             async with session.request(method, url, data=data, headers=headers) as response:
                 text = await response.text()
                 if response.status == 401 and attempt == 0:
+                    rejected = endpoint
                     continue
                 if response.status >= 400:
                     raise _error(response.status, text, method, path)
