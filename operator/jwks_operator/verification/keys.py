@@ -39,7 +39,7 @@ SignatureCheck = Callable[[bytes, bytes], bool]
 
 
 class UnusableKeyError(ValueError):
-    """A published JWK this verifier cannot use for the keyset's algorithm (reason given)."""
+    """A published JWK this verifier cannot use for its algorithm (reason given)."""
 
 
 @dataclass(frozen=True, slots=True)

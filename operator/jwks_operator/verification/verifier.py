@@ -18,6 +18,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final
 
+from jwks_operator.core.algorithms import ALGORITHMS
 from jwks_operator.core.guard import check_public_jwks
 from jwks_operator.verification.compact import (
     MAX_HEADER_CHARS,
@@ -163,9 +164,12 @@ class TokenVerifier:
         return (Accepted(claims=MappingProxyType(claims), kid=key.kid, headers=headers), *window)
 
     def _select_key(self, header: dict[str, Any]) -> VerifyingKey | Refused:
+        # Each published key verifies with its own algorithm only (the ``alg`` the operator
+        # published with it), so a keyset migrating from RS256 to ES256 keeps verifying the
+        # RS256 tokens of its retired key; the token's ``alg`` selects nothing by itself.
         algorithm = self.policy.algorithm
         alg = header.get("alg")
-        if alg != algorithm:
+        if not isinstance(alg, str) or alg not in ALGORITHMS:
             return Refused(Reason.ALGORITHM_NOT_ALLOWED, _algorithm_message(alg, algorithm))
         for member in EMBEDDED_KEY_MEMBERS:
             if member in header:
@@ -192,6 +196,8 @@ class TokenVerifier:
             return Refused(Reason.MALFORMED_TOKEN, "kid must be a string")
         key = self._keys.get(kid)
         if key is not None:
+            if alg != key.algorithm:
+                return Refused(Reason.ALGORITHM_NOT_ALLOWED, _algorithm_message(alg, key.algorithm))
             return key
         if kid in self.unusable:
             return Refused(Reason.KEY_NOT_USABLE, f"key {_show(kid)}: {self.unusable[kid]}")
@@ -203,7 +209,7 @@ def build_verifier(
 ) -> TokenVerifier:
     """Parse a keyset's JWKS and policy once; raise ValueError if the policy is unusable.
 
-    A key that cannot serve the policy's algorithm (another alg, a weak RSA modulus, a
+    A key that cannot serve its own published algorithm (a weak RSA modulus, a
     point off its curve) does not fail the build: it is left out and named in
     ``unusable``, so one odd key never takes a whole keyset's verification down.
     """
@@ -215,7 +221,10 @@ def build_verifier(
     unusable: dict[str, str] = {}
     for jwk in published:
         try:
-            key = load_verifying_key(jwk, policy.algorithm)
+            declared = jwk.get("alg")
+            key = load_verifying_key(
+                jwk, declared if isinstance(declared, str) else policy.algorithm
+            )
         except UnusableKeyError as error:
             unusable[jwk["kid"]] = str(error)
         else:
