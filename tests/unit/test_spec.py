@@ -125,6 +125,21 @@ def test_every_problem_is_reported_at_once() -> None:
             "header",
         ),
         ({"verification": {"audiences": "api"}}, "spec.verification.audiences", "list"),
+        (
+            {"verification": {"claimHeaders": {"sub": "Set-Cookie"}}},
+            "spec.verification.claimHeaders.sub",
+            "reserved",
+        ),
+        (
+            {"verification": {"claimHeaders": {"sub": "x-auth-kid"}}},
+            "spec.verification.claimHeaders.sub",
+            "reserved",
+        ),
+        (
+            {"verification": {"claimHeaders": {"a": "X-A", "b": "x-a"}}},
+            "spec.verification.claimHeaders.b",
+            "already mapped",
+        ),
     ],
 )
 def test_each_invalid_field_is_named(spec: dict[str, Any], path: str, fragment: str) -> None:

@@ -396,3 +396,13 @@ def test_header_and_policy_memos_are_bounded(monkeypatch: pytest.MonkeyPatch) ->
     before = dict(verifier._headers)
     refused(verifier.verify(token(key, alg="EdDSA", kid="nope"), NOW), Reason.UNKNOWN_KID)
     assert verifier._headers == before
+
+
+def test_identity_headers_are_reserved_in_the_spec_too() -> None:
+    """The spec refuses mapping a claim onto a header /verify sets itself."""
+    from jwks_operator.core.spec import RESERVED_CLAIM_HEADERS
+    from jwks_operator.verification.identity import ISSUER_HEADER, KID_HEADER, SUBJECT_HEADER
+
+    assert {
+        h.lower() for h in (SUBJECT_HEADER, ISSUER_HEADER, KID_HEADER)
+    } <= RESERVED_CLAIM_HEADERS

@@ -37,6 +37,34 @@ NAME_MAX: Final = 253
 KID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,128}$"
 HEADER_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9-]{0,63}$"
 CLAIM_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,64}$"
+RESERVED_CLAIM_HEADERS: Final = frozenset(
+    name.lower()
+    for name in (
+        "X-Auth-Subject",  # the identity headers /verify always sends
+        "X-Auth-Issuer",
+        "X-Auth-Kid",
+        "Authorization",
+        "Cache-Control",
+        "Connection",
+        "Content-Encoding",
+        "Content-Length",
+        "Content-Type",
+        "Cookie",
+        "Date",
+        "Host",
+        "Keep-Alive",
+        "Location",
+        "Server",
+        "Set-Cookie",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Vary",
+        "WWW-Authenticate",
+    )
+)
+"""Headers a claim may never be mapped to: framing, hop-by-hop, auth, or our own."""
 _NAME_RE = re.compile(NAME_PATTERN)
 _KID_RE = re.compile(KID_PATTERN)
 _HEADER_RE = re.compile(HEADER_PATTERN)
@@ -316,6 +344,14 @@ def _verification(check: _Collector, raw: object, issuer: str | None) -> Verific
                     check.add(where, "is not a valid claim name")
                 elif not isinstance(header, str) or not _HEADER_RE.match(header):
                     check.add(where, f"{_show(header)} is not a valid HTTP header name")
+                elif header.lower() in RESERVED_CLAIM_HEADERS:
+                    check.add(
+                        where,
+                        f"{_show(header)} is reserved (framing, hop-by-hop, auth or "
+                        "X-Auth-Subject/-Issuer/-Kid)",
+                    )
+                elif header.lower() in {h.lower() for _, h in headers}:
+                    check.add(where, f"{_show(header)} is already mapped from another claim")
                 else:
                     headers.append((claim, header))
     return VerificationPolicy(

@@ -18,36 +18,14 @@ from urllib.parse import parse_qsl
 
 from jwks_operator.core.algorithms import ALGORITHMS
 from jwks_operator.core.durations import DurationError, parse_duration
-from jwks_operator.core.spec import CLAIM_PATTERN, DEFAULT_LEEWAY, HEADER_PATTERN
-from jwks_operator.verification.identity import ISSUER_HEADER, KID_HEADER, SUBJECT_HEADER
-
-RESERVED_HEADERS: Final = frozenset(
-    name.lower()
-    for name in (
-        SUBJECT_HEADER,
-        ISSUER_HEADER,
-        KID_HEADER,
-        "Authorization",
-        "Cache-Control",
-        "Connection",
-        "Content-Encoding",
-        "Content-Length",
-        "Content-Type",
-        "Cookie",
-        "Date",
-        "Host",
-        "Keep-Alive",
-        "Location",
-        "Server",
-        "Set-Cookie",
-        "TE",
-        "Trailer",
-        "Transfer-Encoding",
-        "Upgrade",
-        "Vary",
-        "WWW-Authenticate",
-    )
+from jwks_operator.core.spec import (
+    CLAIM_PATTERN,
+    DEFAULT_LEEWAY,
+    HEADER_PATTERN,
+    RESERVED_CLAIM_HEADERS,
 )
+
+RESERVED_HEADERS: Final = RESERVED_CLAIM_HEADERS
 """Headers a claim may not be mapped to: framing, hop-by-hop, auth and our own identity
 headers. A claim written into Content-Length or Set-Cookie would let token data reshape
 the gateway's HTTP exchange."""
