@@ -24,14 +24,22 @@ def test_a_401_makes_the_operator_log_in_again(shared_cluster: EmulatedCluster) 
     def swap() -> None:
         shared_cluster.emulator.token = "rotated-token"
 
-    shared_cluster.call(swap)
-    shared_cluster.token = "rotated-token"  # the harness's own requests
+    # As with a real token rotation, the new token is on disk before the old one expires
+    # (a re-login that finds only the rejected token makes Kopf give up, by design).
     config = yaml.safe_load(shared_cluster.kubeconfig.read_text())
     config["users"][0]["user"]["token"] = "rotated-token"
-    shared_cluster.kubeconfig.write_text(yaml.safe_dump(config))  # what the operator reads
+    shared_cluster.kubeconfig.write_text(yaml.safe_dump(config))
+    shared_cluster.call(swap)
+    shared_cluster.token = "rotated-token"  # the harness's own requests
 
     operator.cluster.patch(KEYSETS, "creds", {"spec": {"rotation": {"retireAfter": "2h"}}})
     operator.wait_ready("creds", generation=2, timeout=60)
     assert operator.settle("creds") == 2
+    rejected = [
+        r
+        for r in shared_cluster.request_log()
+        if r.user_agent == "jwks-operator" and r.status == 401
+    ]
+    assert rejected, "the operator's client never met the rotated token"
     operator.stop()
     assert "Traceback" not in operator.output()
