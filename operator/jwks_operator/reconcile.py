@@ -171,6 +171,11 @@ def _outcome(
         ready_message += f", next key {upcoming.kid}"
         if rotation:
             ready_message += f" activates at {rotation}"
+    if state.orphans:
+        ready_message += (
+            f"; {len(state.orphans)} public key(s) of a lost Secret stay published until "
+            f"{format_time(max(orphan.removes_at for orphan in state.orphans))}"
+        )
     rotating = Condition(
         "Rotating",
         bool(draining),

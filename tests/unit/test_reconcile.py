@@ -141,6 +141,7 @@ async def test_lost_private_state_keeps_public_keys_and_makes_a_new_active_key()
     assert reasons[:2] == ["SecretLost", "EmergencyKey"]
     assert outcome.active_kid not in old
     assert old <= published_kids(store)
+    assert "public key(s) of a lost Secret stay published until" in outcome.ready.message
     orphans = [k for k in outcome.keys if k["state"] == "orphaned"]
     assert {k["kid"] for k in orphans} == old
     # They leave once retireAfter has passed.
