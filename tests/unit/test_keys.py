@@ -130,6 +130,11 @@ async def test_async_generation_keeps_the_loop_responsive() -> None:
         ({"keys": [{"kty": "RSA", "kid": "a", "n": "x", "e": "AQAB", "d": "s"}]}, "private member"),
         ({"keys": [{"kty": "oct", "kid": "a", "k": "s"}]}, "private member"),
         ({"keys": [{"kty": "oct", "kid": "a"}]}, "symmetric"),
+        (
+            {"keys": [{"kty": "EC", "kid": "a", "ext": {"d": "s"}}]},
+            r"keys\[0\]\.ext: holds private member\(s\) d",
+        ),
+        ({"keys": [{"kty": "EC", "kid": "a", "x5c": [{"p": "s"}]}]}, r"x5c\[0\]: holds private"),
         ({"keys": [{"kty": "EC", "kid": "a"}, {"kty": "EC", "kid": "a"}]}, "duplicate kid"),
         ({"keys": [{"kty": "EC"}]}, "no kid"),
         ({"keys": [{"kid": "a"}]}, "no kty"),

@@ -33,6 +33,23 @@ def check_public_jwk(jwk: object, where: str = "key") -> None:
     kid = jwk.get("kid")
     if not isinstance(kid, str) or not kid:
         raise UnsafeJwksError(f"{where}: has no kid")
+    for name, value in jwk.items():
+        _refuse_nested_private(value, f"{where}.{name}")
+
+
+def _refuse_nested_private(value: object, where: str, depth: int = 0) -> None:
+    """Private members smuggled into an extension member (``{"ext": {"d": ...}}``) count too."""
+    if depth > 16:
+        raise UnsafeJwksError(f"{where}: nested too deeply")
+    if isinstance(value, Mapping):
+        leaked = sorted(PRIVATE_MEMBERS.intersection(value))
+        if leaked:
+            raise UnsafeJwksError(f"{where}: holds private member(s) {', '.join(leaked)}")
+        for name, item in value.items():
+            _refuse_nested_private(item, f"{where}.{name}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_nested_private(item, f"{where}[{index}]", depth + 1)
 
 
 def check_public_jwks(jwks: object) -> None:
@@ -42,6 +59,9 @@ def check_public_jwks(jwks: object) -> None:
     keys = jwks.get("keys")
     if not isinstance(keys, list):
         raise UnsafeJwksError('JWKS must have a "keys" array')
+    for name, value in jwks.items():
+        if name != "keys":
+            _refuse_nested_private(value, name)
     seen: set[str] = set()
     for index, jwk in enumerate(keys):
         check_public_jwk(jwk, where=f"keys[{index}]")
