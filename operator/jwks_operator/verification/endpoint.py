@@ -13,12 +13,14 @@ bad override; 503 while the keyset has no usable verifier. A bad token is never 
 
 import json
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from jwks_operator.verification import metrics
 from jwks_operator.verification.policy import (
+    NO_OVERRIDES,
     OverrideError,
     PolicyError,
     parse_overrides,
@@ -36,6 +38,7 @@ _SCHEME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _COOKIE_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
 _DESCRIPTION_UNSAFE_RE = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
 _NO_STORE: Final = ("Cache-Control", "no-store")
+_BEARER_PREFIXES: Final = frozenset({"Bearer ", "bearer "})
 
 Response = tuple[int, Sequence[tuple[str, str]], bytes]
 
@@ -45,7 +48,7 @@ def handle_verify(entry: Any, method: str, headers: Mapping[str, str], query: st
     verifier = getattr(entry, "verifier", None)
     if verifier is not None and not isinstance(verifier, TokenVerifier):
         verifier = None
-    return answer(verifier, headers, query, datetime.now(UTC), unavailable=lambda: _why(entry))
+    return _answer(verifier, headers, query, time.time(), entry)
 
 
 def answer(
@@ -57,22 +60,37 @@ def answer(
 ) -> Response:
     """The response to one verify request; header strings are latin-1 views of the wire
     bytes in both directions, as the server's hook contract has them."""
-    query, cookie_name = _split_cookie_parameter(query)
-    overrides = parse_overrides(query)
-    if isinstance(overrides, OverrideError):
-        return _refuse(Refused(Reason.BAD_OVERRIDE, str(overrides), "invalid_request"))
-    if cookie_name is not None and not _COOKIE_NAME_RE.fullmatch(cookie_name):
-        return _refuse(
-            Refused(Reason.BAD_OVERRIDE, "cookie is not a valid cookie name", "invalid_request")
-        )
+    return _answer(verifier, headers, query, now.timestamp(), unavailable)
+
+
+def _answer(
+    verifier: TokenVerifier | None,
+    headers: Mapping[str, str],
+    query: str,
+    moment: float,
+    unavailable: Any,
+) -> Response:
+    """``unavailable`` is the entry (see ``_why``) or a callable; only the 503 reads it."""
+    if query:
+        query, cookie_name = _split_cookie_parameter(query)
+        overrides = parse_overrides(query)
+        if isinstance(overrides, OverrideError):
+            return _refuse(Refused(Reason.BAD_OVERRIDE, str(overrides), "invalid_request"))
+        if cookie_name is not None and not _COOKIE_NAME_RE.fullmatch(cookie_name):
+            return _refuse(
+                Refused(Reason.BAD_OVERRIDE, "cookie is not a valid cookie name", "invalid_request")
+            )
+    else:
+        overrides, cookie_name = NO_OVERRIDES, None
     if verifier is None:
         metrics.count("unavailable", "no_verifier")
-        body = _json({"error": "verification_unavailable", "error_description": unavailable()})
+        why = unavailable() if callable(unavailable) else _why(unavailable)
+        body = _json({"error": "verification_unavailable", "error_description": why})
         return 503, (("Content-Type", "application/json"), _NO_STORE), body
     token = _bearer_token(headers, cookie_name)
     if isinstance(token, Refused):
         return _refuse(token)
-    verdict = verifier.verify(token, now, overrides)
+    verdict = verifier.verify_at(token, moment, overrides)
     if isinstance(verdict, Refused):
         return _refuse(verdict)
     return _accept(verdict)
@@ -81,8 +99,8 @@ def answer(
 def _accept(verdict: Accepted) -> Response:
     metrics.count("valid", "ok")
     headers = [
-        (name, value if value.isascii() else value.encode("utf-8").decode("latin-1"))
-        for name, value in verdict.headers
+        pair if pair[1].isascii() else (pair[0], pair[1].encode("utf-8").decode("latin-1"))
+        for pair in verdict.headers
     ]
     headers.append(_NO_STORE)
     return 200, headers, b""
@@ -136,10 +154,12 @@ def _refuse(refusal: Refused) -> Response:
 def _bearer_token(headers: Mapping[str, str], cookie_name: str | None) -> str | Refused:
     authorization = headers.get("authorization")
     if authorization is not None:
-        scheme = _SCHEME_RE.match(authorization)
-        if scheme is None or scheme.group().lower() != "bearer":
-            # Another scheme (Basic from a browser...) is "no bearer token", not an error.
-            return Refused(Reason.MISSING_TOKEN, "no bearer token", "invalid_token")
+        # The scheme as every client spells it needs no regex; other spellings are read.
+        if authorization[:7] not in _BEARER_PREFIXES:
+            scheme = _SCHEME_RE.match(authorization)
+            if scheme is None or scheme.group().lower() != "bearer":
+                # Another scheme (Basic from a browser...) is "no bearer token", not an error.
+                return Refused(Reason.MISSING_TOKEN, "no bearer token", "invalid_token")
         match = _BEARER_RE.fullmatch(authorization)
         if match is None:
             return Refused(

@@ -90,7 +90,12 @@ class TokenVerifier:
         repeat inside that window skips the signature and every parse. Refusals are never
         cached, so hostile tokens cannot fill the cache.
         """
-        moment = now.timestamp()
+        return self.verify_at(token, now.timestamp(), overrides)
+
+    def verify_at(
+        self, token: str, moment: float, overrides: PolicyOverrides = NO_OVERRIDES
+    ) -> Verdict:
+        """``verify`` with the time as POSIX seconds, which the endpoint already has."""
         scope = self._scopes.get(overrides)
         if scope is None:
             if len(self._scopes) >= MEMO_SIZE:
@@ -157,11 +162,12 @@ class TokenVerifier:
         window = _check_claims(claims, policy, moment)
         if isinstance(window, Refused):
             return window
+        kid = key.kid
         try:
-            headers = identity_headers(claims, key.kid, policy.claim_headers)
+            headers = identity_headers(claims, kid, policy.claim_headers)
         except UnrepresentableClaimError as error:
             return Refused(Reason.UNREPRESENTABLE_CLAIM, str(error))
-        return (Accepted(claims=MappingProxyType(claims), kid=key.kid, headers=headers), *window)
+        return Accepted(MappingProxyType(claims), kid, headers), window[0], window[1], window[2]
 
     def _select_key(self, header: dict[str, Any]) -> VerifyingKey | Refused:
         # Each published key verifies with its own algorithm only (the ``alg`` the operator
