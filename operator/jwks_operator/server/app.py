@@ -9,7 +9,7 @@ and answered with a bare 500, never with its text.
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 from jwks_operator.server import responses, routing
 from jwks_operator.server.hooks import VerifyHandler
@@ -23,6 +23,46 @@ logger = logging.getLogger(__name__)
 _METHODS_SERVED = (b"GET", b"HEAD")
 _FORBIDDEN_VERIFY_HEADERS = frozenset({"content-length", "date", "connection", "transfer-encoding"})
 _VALUE_CHARS = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+class _LatinHeaders(Mapping[str, str]):
+    """The request headers as the verify hook's contract has them (latin-1 strings), decoded
+    on lookup: the hook reads one or two of the dozen a gateway forwards."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: Mapping[bytes, bytes]) -> None:
+        self._raw = raw
+
+    def __getitem__(self, name: str) -> str:
+        try:
+            key = name.encode("latin-1")
+        except (AttributeError, UnicodeEncodeError):
+            raise KeyError(name) from None
+        return self._raw[key].decode("latin-1")
+
+    def __iter__(self) -> Iterator[str]:
+        return (name.decode("latin-1") for name in self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+def _verify_header_line(name: str, value: str) -> tuple[bytes, bool]:
+    """(the header's wire line, whether it is Cache-Control); b"" for one never sent."""
+    lowered = name.lower()
+    raw_name = name.encode("latin-1", "replace")
+    raw_value = value.encode("latin-1", "replace")
+    if (
+        lowered in _FORBIDDEN_VERIFY_HEADERS
+        or not raw_name
+        or raw_name.translate(None, TOKEN_CHARS)
+        or raw_value.translate(None, _VALUE_CHARS)
+    ):
+        return b"", False
+    return raw_name + b": " + raw_value + b"\r\n", lowered == "cache-control"
 
 
 class Clock:
@@ -74,6 +114,9 @@ class Responder:
         self._second = -1
         self._gzip: dict[bytes, bool] = {}
         self._jwk_set: dict[bytes, bool] = {}
+        self._verify_lines: dict[tuple[str, str], tuple[bytes, bool]] = {}
+        """Checked verify-handler header lines: most repeat on every answer (issuer, kid,
+        Cache-Control, a user's subject), and the check is most of the glue's cost."""
 
     def respond(self, request: Request, close: bool) -> bytes:
         """Full response bytes; ``close`` adds ``Connection: close``."""
@@ -303,32 +346,32 @@ class Responder:
         if failure is not None:
             return failure
         assert entry is not None
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in request.headers.items()
-        }
+        headers = _LatinHeaders(request.headers)
         query = b"" if route.kind == routing.VERIFY_PREFIX else request.query
         status, extra_headers, body = self.verify_handler(
             entry, request.method.decode("ascii"), headers, query.decode("latin-1")
         )
         if not isinstance(status, int) or not 200 <= status <= 599:
             raise ValueError(f"verify handler returned status {status!r}")
-        parts = [responses.status_line(status), b"Date: ", date, b"\r\n"]
+        status_line = _STATUS_LINES.get(status)
+        if status_line is None:  # at most 400 of them: the status was checked just above
+            status_line = _STATUS_LINES[status] = responses.status_line(status)
+        parts = [status_line, b"Date: ", date, b"\r\n"]
         has_cache_control = False
+        checked = self._verify_lines
         for name, value in extra_headers:
-            lowered = name.lower()
-            raw_name = name.encode("latin-1", "replace")
-            raw_value = value.encode("latin-1", "replace")
-            if (
-                lowered in _FORBIDDEN_VERIFY_HEADERS
-                or not raw_name
-                or raw_name.translate(None, TOKEN_CHARS)
-                or raw_value.translate(None, _VALUE_CHARS)
-            ):
+            known = checked.get((name, value))
+            if known is None:
+                known = _verify_header_line(name, value)
+                if len(checked) >= 1024:
+                    checked.clear()
+                checked[(name, value)] = known
+            line, is_cache_control = known
+            if not line:
                 logger.warning("dropped unsafe header %r from the verify handler", name[:64])
                 continue
-            has_cache_control = has_cache_control or lowered == "cache-control"
-            parts += [raw_name, b": ", raw_value, b"\r\n"]
+            has_cache_control = has_cache_control or is_cache_control
+            parts.append(line)
         if not has_cache_control:
             parts.append(responses.NO_STORE)
         parts += [b"X-Content-Type-Options: nosniff\r\n", connection]
