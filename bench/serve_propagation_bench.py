@@ -61,7 +61,10 @@ def main() -> None:
                 "metadata": {
                     "name": "auth-jwks",
                     "namespace": "identity",
-                    "labels": {"jwks.dev/keyset": "auth"},
+                    "labels": {
+                        "jwks.dev/keyset": "auth",
+                        "app.kubernetes.io/managed-by": "jwks-operator",
+                    },
                 },
                 "data": {"jwks.json": jwks("initial")},
             }

@@ -20,7 +20,12 @@ from typing import Any, TypeVar
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from jwks_operator.core.contract import KEYSET_LABEL, NEXT_CHANGE_ANNOTATION
+from jwks_operator.core.contract import (
+    KEYSET_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NEXT_CHANGE_ANNOTATION,
+)
 from tests.server.support import (
     assert_no_private_material,
     configmap_data,
@@ -76,7 +81,7 @@ def configmap(
     namespace: str = NAMESPACE,
     annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    labels = {KEYSET_LABEL: keyset} if keyset else {}
+    labels = {KEYSET_LABEL: keyset, MANAGED_BY_LABEL: MANAGED_BY} if keyset else {}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

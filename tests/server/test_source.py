@@ -16,8 +16,9 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from jwks_operator.core.contract import KEYSET_LABEL
+from jwks_operator.core.contract import KEYSET_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from jwks_operator.server.kube import (
+    SELECTOR,
     ApiError,
     ConfigMapSource,
     KubeConfigError,
@@ -42,7 +43,7 @@ def configmap(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {KEYSET_LABEL: keyset} if keyset else {},
+            "labels": {KEYSET_LABEL: keyset, MANAGED_BY_LABEL: MANAGED_BY} if keyset else {},
         },
         "data": data,
     }
@@ -85,7 +86,7 @@ async def test_paginated_first_list_then_ready(
         assert sorted(name for _, name in store.snapshot.entries) == [f"k{i}" for i in range(5)]
         lists = [r for r in await asyncio.to_thread(cluster.request_log) if r.verb == "list"]
         assert len(lists) >= 3  # five objects in pages of two
-        assert all(r.query.get("labelSelector") == KEYSET_LABEL for r in lists)
+        assert all(r.query.get("labelSelector") == SELECTOR for r in lists)
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -108,13 +109,38 @@ async def test_two_configmaps_claiming_one_keyset(
 
     await asyncio.to_thread(cluster.create, configmap("b-jwks", "shared", configmap_data(second)))
     await until(lambda: served() == [second])
-    # The ConfigMap whose name sorts first wins, deterministically on every replica.
+    # A later ConfigMap claiming the same keyset cannot take it over, even with a name
+    # that sorts first: the oldest claim wins, the same on every replica.
+    await asyncio.sleep(1.1)  # creationTimestamp has a resolution of one second
     await asyncio.to_thread(cluster.create, configmap("a-jwks", "shared", configmap_data(first)))
+    await asyncio.to_thread(cluster.patch, "configmaps", "b-jwks", {"data": {"x": "1"}}, "default")
+    await until(lambda: (store.get("default", "shared") or None) is not None)
+    await asyncio.sleep(0.3)
+    assert served() == [second]
+    await asyncio.to_thread(cluster.delete, "configmaps", "b-jwks", "default")
     await until(lambda: served() == [first])
     await asyncio.to_thread(cluster.delete, "configmaps", "a-jwks", "default")
-    await until(lambda: served() == [second])
-    await asyncio.to_thread(cluster.delete, "configmaps", "b-jwks", "default")
     await until(lambda: store.get("default", "shared") is None)
+
+
+async def test_configmaps_not_managed_by_the_operator_are_not_served(
+    cluster: EmulatedCluster,
+    running: tuple[ConfigMapSource, SnapshotStore],
+    ec_private: ec.EllipticCurvePrivateKey,
+) -> None:
+    source, store = running
+    await asyncio.wait_for(source.ready.wait(), 10)
+    foreign = configmap("planted", "victim", configmap_data(public_jwk(ec_private)))
+    foreign["metadata"] = {
+        "name": "planted",
+        "namespace": "default",
+        "labels": {KEYSET_LABEL: "victim"},
+    }
+    await asyncio.to_thread(cluster.create, foreign)
+    marker = configmap("marker", "marker", configmap_data(public_jwk(ec_private)))
+    await asyncio.to_thread(cluster.create, marker)
+    await until(lambda: store.get("default", "marker") is not None)
+    assert store.get("default", "victim") is None
 
 
 async def test_a_relist_removes_what_vanished_while_disconnected(

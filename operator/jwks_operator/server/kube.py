@@ -7,7 +7,8 @@ answers requests. Only ``configmaps`` URLs are ever requested: the server's Serv
 has no access to Secrets and needs none.
 
 Per scope (each ``--namespace``, or the whole cluster) the loop is the informer's: list
-(paginated) with ``labelSelector=jwks.dev/keyset``, apply the difference to the store, watch
+(paginated) with ``labelSelector=SELECTOR`` (keyset label and managed-by), apply the
+difference to the store, watch
 from the list's resourceVersion; on 410 Gone, a closed or dropped stream, re-list; on an
 error, back off exponentially (with jitter) and retry, while the last good snapshot keeps
 being served. The label is also checked client-side, so an API (or emulator) that ignores
@@ -35,12 +36,15 @@ from urllib.parse import quote
 
 import aiohttp
 
-from jwks_operator.core.contract import KEYSET_LABEL
+from jwks_operator.core.contract import KEYSET_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from jwks_operator.core.timefmt import parse_time
 from jwks_operator.server.runner import settle_heap
 from jwks_operator.server.snapshot import SnapshotStore, StoreBatch
 
 logger = logging.getLogger(__name__)
+
+SELECTOR = f"{KEYSET_LABEL},{MANAGED_BY_LABEL}={MANAGED_BY}"
+"""Only ConfigMaps the operator manages are served."""
 
 
 class KubeConfigError(Exception):
@@ -141,6 +145,7 @@ class _Published:
     data: Mapping[str, str]
     annotations: Mapping[str, str]
     modified: float | None
+    created: str = ""
 
 
 class _WatchExpired(Exception):
@@ -221,7 +226,7 @@ class ConfigMapSource:
         token = ""
         timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
         while True:
-            params = {"labelSelector": KEYSET_LABEL, "limit": str(self.settings.page_size)}
+            params = {"labelSelector": SELECTOR, "limit": str(self.settings.page_size)}
             if token:
                 params["continue"] = token
             async with session.get(
@@ -256,7 +261,7 @@ class ConfigMapSource:
     ) -> str:
         params = {
             "watch": "true",
-            "labelSelector": KEYSET_LABEL,
+            "labelSelector": SELECTOR,
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(self.settings.watch_timeout),
         }
@@ -351,7 +356,9 @@ class ConfigMapSource:
             self._claims.pop((namespace, keyset), None)
             batch.remove(namespace, keyset)
             return
-        configmap = min(claims)
+        # Several ConfigMaps claiming one keyset: the oldest wins (then the name), the same
+        # on every replica, so a ConfigMap added later cannot take over a keyset's JWKS.
+        configmap = min(claims, key=lambda name: (self._objects[(namespace, name)].created, name))
         if len(claims) > 1:
             logger.warning(
                 "keyset %s/%s is claimed by ConfigMaps %s; serving %s",
@@ -373,14 +380,18 @@ class ConfigMapSource:
 def _published(obj: Mapping[str, Any]) -> _Published | None:
     """The served part of a ConfigMap, or None when it is not (or no longer) labelled."""
     metadata = obj.get("metadata") or {}
-    keyset = (metadata.get("labels") or {}).get(KEYSET_LABEL)
-    if not isinstance(keyset, str) or not keyset:
+    labels = metadata.get("labels") or {}
+    keyset = labels.get(KEYSET_LABEL)
+    if not isinstance(keyset, str) or not keyset or labels.get(MANAGED_BY_LABEL) != MANAGED_BY:
         return None
     data = {k: v for k, v in (obj.get("data") or {}).items() if isinstance(v, str)}
     annotations = {
         k: v for k, v in (metadata.get("annotations") or {}).items() if isinstance(v, str)
     }
-    return _Published(keyset, data, annotations, _modified(metadata))
+    created = metadata.get("creationTimestamp")
+    return _Published(
+        keyset, data, annotations, _modified(metadata), created if isinstance(created, str) else ""
+    )
 
 
 def _modified(metadata: Mapping[str, Any]) -> float | None:
