@@ -22,7 +22,13 @@ from typing import Any
 from jwks_operator.core.contract import CONFIGMAP_JWKS
 from jwks_operator.core.guard import UnsafeJwksError, parse_public_jwks
 from jwks_operator.core.keys import generate_key
-from jwks_operator.core.lifecycle import KeyFactory, LifecycleEvent, next_change, plan
+from jwks_operator.core.lifecycle import (
+    KeyFactory,
+    LifecycleEvent,
+    next_change,
+    plan,
+    public_jwks,
+)
 from jwks_operator.core.publication import configmap_data
 from jwks_operator.core.report import key_summaries
 from jwks_operator.core.secretdata import secret_data
@@ -85,7 +91,18 @@ async def reconcile(
     events: list[LifecycleEvent] = []
     now = clock()
     if stored.private_state is None:
-        state, recovered = _recover_public_keys(spec, stored.public_data, now)
+        trusted = stored.public_data if stored.public_intact else None
+        state, recovered = _recover_public_keys(spec, trusted, now)
+        if stored.public_data and not stored.public_intact:
+            events.append(
+                LifecycleEvent(
+                    "Warning",
+                    "SecretLost",
+                    f"private key state {spec.secret_name} is gone and {spec.config_map_name} "
+                    "was edited by hand, so its public keys are not trusted and not kept; a new "
+                    "active key is generated",
+                )
+            )
         if recovered:
             events.append(
                 LifecycleEvent(
@@ -106,6 +123,7 @@ async def reconcile(
                 "until it is repaired or deleted",
             )
 
+    state, now = await _catch_up_publication(spec, store, state, clock, now)
     result = await asyncio.to_thread(
         plan, spec, state, now, new_key=new_key, rotate_request=rotate_request
     )
@@ -136,6 +154,35 @@ async def reconcile(
         state = marked
         await store.write_private(await asyncio.to_thread(secret_data, state))
     return _outcome(spec, state, tuple(events), wrote is not WriteOutcome.UNCHANGED)
+
+
+async def _catch_up_publication(
+    spec: KeySetSpec,
+    store: KeySetStore,
+    state: KeySetState,
+    clock: Callable[[], datetime],
+    now: datetime,
+) -> tuple[KeySetState, datetime]:
+    """Publish keys a previous run stored but never published, before planning.
+
+    Only a crash or a failed public write leaves such keys. Publishing them first means
+    the planner never sees an unpublished next key, so no request can promote a key into
+    ``signing.pem`` before any verifier could know it. Skipped while a revocation is
+    pending, so that a revoked key is not published again on its way out.
+    """
+    pending = [key.kid for key in state.keys if key.published_at is None]
+    stored_kids = {key.kid for key in state.keys} | {orphan.kid for orphan in state.orphans}
+    if not pending or spec.revoked_keys & stored_kids:
+        return state, now
+    jwks = public_jwks(state)
+    kids = frozenset(key["kid"] for key in jwks["keys"])
+    await store.write_public(
+        configmap_data(spec, jwks), next_change(spec, state.mark_published(kids, now))
+    )
+    now = clock()
+    state = state.mark_published(kids, now)
+    await store.write_private(await asyncio.to_thread(secret_data, state))
+    return state, now
 
 
 def _recover_public_keys(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from jwks_operator.core.contract import NEXT_CHANGE_ANNOTATION
@@ -327,6 +328,23 @@ def test_discovery_embedding_a_private_key_is_refused(
     data = {
         **configmap_data(public_jwk(ec_private)),
         "openid-configuration": json.dumps({"issuer": "https://i", "jwks": {"keys": [secret]}}),
+    }
+    store = SnapshotStore()
+    assert store.apply("ns", "auth", data, {}) is ApplyResult.REFUSED
+    assert store.metrics.refused == {"private_member": 1}
+
+
+def test_discovery_holding_a_pem_private_key_is_refused(
+    ec_private: ec.EllipticCurvePrivateKey,
+) -> None:
+    pem = ec_private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    data = {
+        **configmap_data(public_jwk(ec_private)),
+        "openid-configuration": json.dumps({"issuer": "https://i", "note": pem}),
     }
     store = SnapshotStore()
     assert store.apply("ns", "auth", data, {}) is ApplyResult.REFUSED

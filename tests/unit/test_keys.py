@@ -171,3 +171,24 @@ def test_guard_refuses_invalid_json() -> None:
 
     with pytest.raises(UnsafeJwksError, match="not valid JSON"):
         parse_public_jwks(b"{nope")
+
+
+def test_guard_refuses_a_pem_private_key_anywhere_in_the_text() -> None:
+    from jwks_operator.core.guard import check_no_private_pem, parse_public_jwks
+    from jwks_operator.core.keys import private_key_pem
+
+    pem = private_key_pem(generate_key("ES256", None))
+    with pytest.raises(UnsafeJwksError, match="PEM private key"):
+        parse_public_jwks(json.dumps({"keys": [], "note": pem}))
+    with pytest.raises(UnsafeJwksError, match="PEM private key"):
+        check_no_private_pem(json.dumps({"issuer": "https://x", "extra": pem}).encode())
+    check_no_private_pem('{"issuer": "https://x"}')
+
+
+def test_duplicate_kid_message_is_bounded() -> None:
+    from jwks_operator.core.guard import check_public_jwks
+
+    kid = "k" * 5000
+    with pytest.raises(UnsafeJwksError) as caught:
+        check_public_jwks({"keys": [{"kty": "EC", "kid": kid}, {"kty": "EC", "kid": kid}]})
+    assert len(str(caught.value)) < 200

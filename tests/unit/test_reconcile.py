@@ -199,3 +199,51 @@ async def test_crash_between_any_two_writes_converges_and_loses_nothing(seed: in
     assert outcome.ready.status
     assert published_kids(store) == private_kids(store)
     assert len(ever_active) >= 2
+
+
+class SigningWatcher(CrashingStore):
+    """Checks, at every private write, that the key in signing.kid is already published."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked = 0
+
+    async def write_private(self, data: Mapping[str, str]) -> WriteOutcome:
+        signing = data.get("signing.kid")
+        if self.public is not None and signing is not None:
+            previous = self.private.get("signing.kid") if self.private else None
+            if signing != previous:
+                self.checked += 1
+                assert signing in published_kids(self), "signing key not yet published"
+        return await super().write_private(data)
+
+
+async def test_a_rotate_request_never_signs_with_an_unpublished_key() -> None:
+    """A failed public write leaves an unpublished next key; a rotate request right after
+    must publish it before it can become the signing key."""
+    store, clock, factory = SigningWatcher(), Clock(), PooledKeyFactory()
+    await reconcile(SPEC, store, clock=clock, new_key=factory)
+    clock.now += timedelta(seconds=60)  # a rotation: a new next key is made...
+    store.attempts, store.crash_at = 0, 2  # ...and the public write after it fails
+    with contextlib.suppress(Crash):
+        await reconcile(SPEC, store, clock=clock, new_key=factory)
+    stored = state_from_json((store.private or {})[SECRET_KEYS])
+    assert stored.next is not None and stored.next.published_at is None
+    store.crash_at = None
+    clock.now += timedelta(seconds=1)
+    outcome = await reconcile(SPEC, store, clock=clock, new_key=factory, rotate_request="now")
+    assert outcome.active_kid == stored.next.kid
+    assert store.checked >= 2
+    assert "RotatedEarly" in [e.reason for e in outcome.events]
+
+
+async def test_a_lost_secret_with_an_edited_configmap_trusts_no_public_key() -> None:
+    store, clock = MemoryStore(), Clock()
+    await reconcile(SPEC, store, clock=clock, new_key=PooledKeyFactory())
+    old = published_kids(store)
+    store.private = None
+    assert store.public is not None
+    store.public = {**store.public, CONFIGMAP_JWKS: store.public[CONFIGMAP_JWKS] + " "}
+    outcome = await reconcile(SPEC, store, clock=clock, new_key=PooledKeyFactory())
+    assert "edited by hand" in outcome.events[0].message
+    assert not old & published_kids(store)

@@ -32,8 +32,11 @@ def parse_duration(text: str) -> timedelta:
     if not isinstance(text, str) or len(text) > 64 or not _DURATION_RE.match(text):
         raise DurationError(f"{_quote(text)} is not a duration like 90s, 15m or 720h")
     total = timedelta()
-    for number, unit in _PART_RE.findall(text):
-        total += float(number) * _UNITS[unit]
+    try:
+        for number, unit in _PART_RE.findall(text):
+            total += float(number) * _UNITS[unit]
+    except OverflowError:
+        total = MAX_DURATION + _UNITS["h"]
     if total > MAX_DURATION:
         raise DurationError(f"{_quote(text)} is longer than 10 years (87600h)")
     return total

@@ -67,12 +67,25 @@ def check_public_jwks(jwks: object) -> None:
         check_public_jwk(jwk, where=f"keys[{index}]")
         kid = jwk["kid"]
         if kid in seen:
-            raise UnsafeJwksError(f"keys[{index}]: duplicate kid {kid!r}")
+            shown = kid if len(kid) <= 64 else kid[:61] + "..."
+            raise UnsafeJwksError(f"keys[{index}]: duplicate kid {shown!r}")
         seen.add(kid)
+
+
+PRIVATE_PEM_MARKER = "PRIVATE KEY-----"
+"""Found in every PEM private key (PKCS#1, PKCS#8, EC, encrypted): never in a public document."""
+
+
+def check_no_private_pem(raw: str | bytes) -> None:
+    """Refuse text that carries a PEM private key anywhere (e.g. a discovery document)."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    if PRIVATE_PEM_MARKER in text:
+        raise UnsafeJwksError("document holds a PEM private key")
 
 
 def parse_public_jwks(raw: str | bytes) -> dict[str, Any]:
     """Parse JSON text as a JWKS and guard it; for readers of untrusted stored documents."""
+    check_no_private_pem(raw)
     try:
         document = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:

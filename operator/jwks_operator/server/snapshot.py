@@ -55,7 +55,12 @@ from jwks_operator.core.contract import (
     NEXT_CHANGE_ANNOTATION,
     PRIVATE_MEMBERS,
 )
-from jwks_operator.core.guard import UnsafeJwksError, encode_public_jwks, parse_public_jwks
+from jwks_operator.core.guard import (
+    PRIVATE_PEM_MARKER,
+    UnsafeJwksError,
+    encode_public_jwks,
+    parse_public_jwks,
+)
 from jwks_operator.core.timefmt import parse_time
 from jwks_operator.server.hooks import VerifierBuilder
 from jwks_operator.server.metrics import Metrics
@@ -304,7 +309,10 @@ def _reencode_object(raw: str) -> str:
             "invalid_openid_configuration", "openid-configuration is not a JSON object"
         )
     _refuse_embedded_private_keys(document)
-    return json.dumps(document, separators=(",", ":"))
+    encoded = json.dumps(document, separators=(",", ":"))
+    if PRIVATE_PEM_MARKER in encoded:
+        raise RefusedDocument("private_member", "openid-configuration holds a PEM private key")
+    return encoded
 
 
 def _refuse_embedded_private_keys(node: Any) -> None:

@@ -8,7 +8,7 @@ unchanged so that a steady keyset costs no writes at all.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -24,7 +24,7 @@ class WriteOutcome(StrEnum):
 class StoredDocuments:
     """What a store holds for one keyset right now, as raw text (not yet trusted)."""
 
-    private_state: str | None
+    private_state: str | None = field(repr=False)
     """``keys.json`` text, or None when the Secret / state file does not exist."""
     public_data: Mapping[str, str] | None
     """The public documents (ConfigMap data), or None when absent."""
