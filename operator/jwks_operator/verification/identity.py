@@ -18,7 +18,6 @@ MAX_HEADER_VALUE: Final = 2048
 SUBJECT_HEADER: Final = "X-Auth-Subject"
 ISSUER_HEADER: Final = "X-Auth-Issuer"
 KID_HEADER: Final = "X-Auth-Kid"
-FIXED_HEADERS: Final = ((SUBJECT_HEADER, "sub"), (ISSUER_HEADER, "iss"))
 
 _UNSAFE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _BLANKS: Final = frozenset(" \t")
@@ -59,7 +58,11 @@ def identity_headers(
     mapping: tuple[tuple[str, str], ...],
 ) -> tuple[tuple[str, str], ...]:
     """(header, value) pairs: fixed ones first, then the policy's claim mapping."""
-    headers = [(header, header_value(claims, claim)) for header, claim in FIXED_HEADERS]
-    headers.append((KID_HEADER, kid))
-    headers.extend((header, header_value(claims, claim)) for claim, header in mapping)
+    headers = [
+        (SUBJECT_HEADER, header_value(claims, "sub")),
+        (ISSUER_HEADER, header_value(claims, "iss")),
+        (KID_HEADER, kid),
+    ]
+    for claim, header in mapping:
+        headers.append((header, header_value(claims, claim)))
     return tuple(headers)
