@@ -1,5 +1,7 @@
 """``jwks-operator run`` refuses unclear invocations with a message and exit status 2."""
 
+from pathlib import Path
+
 import pytest
 
 from jwks_operator.cli import main
@@ -34,3 +36,34 @@ def test_conflicting_flags_exit_2(argv: list[str], capsys: pytest.CaptureFixture
         main(argv)
     assert exited.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "-A", "--liveness", "notaurl"], "is not a URL like http://0.0.0.0:8081/healthz"),
+        (["run", "-A", "--liveness", "http://0.0.0.0:99999/healthz"], "port is out of range"),
+        (["run", "-A", "--peering", "Bad Name"], "is not a Kubernetes object name"),
+    ],
+)
+def test_bad_flag_values_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", ["garbage: [", "apiVersion: v1\nkind: Config\n"])
+def test_unusable_credentials_exit_2_instead_of_retrying_forever(
+    content: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(content)
+    assert main(["run", "-A", "--kubeconfig", str(kubeconfig)]) == 2
+    assert "no usable Kubernetes credentials" in capsys.readouterr().err

@@ -10,12 +10,15 @@ one of them is active (Kopf peering; the chart creates the peering object).
 
 import argparse
 import os
+import re
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 from jwks_operator.core.durations import DurationError, parse_duration
 
 EXIT_USAGE = 2
+_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
@@ -38,6 +41,7 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
     peering.add_argument(
         "--peering",
         metavar="NAME",
+        type=_peering_name,
         help="coordinate several replicas through the Kopf peering object NAME",
     )
     peering.add_argument(
@@ -51,6 +55,7 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
     parser.add_argument(
         "--liveness",
         metavar="URL",
+        type=_liveness_url,
         help="serve Kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz",
     )
     parser.add_argument(
@@ -76,6 +81,43 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
     parser.set_defaults(handler=_handle)
 
 
+def _liveness_url(text: str) -> str:
+    """Kopf accepts http(s)://host:port/path; anything else would fail after start-up."""
+    parts = urlsplit(text)
+    try:
+        port = parts.port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the port is out of range") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a URL like http://0.0.0.0:8081/healthz")
+    return text
+
+
+def _peering_name(text: str) -> str:
+    if not _DNS_NAME.match(text) or len(text) > 253:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a Kubernetes object name (lowercase letters, digits, '-', '.')"
+        )
+    return text
+
+
+def _credentials_problem() -> str | None:
+    """Kopf would retry a missing or broken kubeconfig forever; say so and stop instead."""
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return None
+    except config.ConfigException:
+        pass
+    try:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    except Exception as error:
+        text = str(error).splitlines()[0] if str(error) else ""
+        return f"no usable Kubernetes credentials ({error.__class__.__name__}: {text[:200]})"
+    return None
+
+
 def _usage(message: str) -> int:
     print(f"jwks-operator run: error: {message}", file=sys.stderr)
     return EXIT_USAGE
@@ -95,6 +137,10 @@ def _handle(args: argparse.Namespace) -> int:
             return _usage(f"--kubeconfig: no such file: {args.kubeconfig}")
         # Read by the kubernetes package when it loads the configuration (not yet imported).
         os.environ["KUBECONFIG"] = args.kubeconfig
+
+    problem = _credentials_problem()
+    if problem is not None:
+        return _usage(problem)
 
     # Imported here so that `jwks-operator --help` and the other commands stay light.
     from jwks_operator.operator.main import run_operator

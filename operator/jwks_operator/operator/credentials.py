@@ -44,5 +44,6 @@ class SharedLogin:
         return Endpoint(
             server=info.server,
             headers=info.as_http_headers(),
-            ssl_context=info.as_ssl_context() if secure else None,
+            # Builds an SSL context from files and the system CA store: off the loop.
+            ssl_context=await asyncio.to_thread(info.as_ssl_context) if secure else None,
         )

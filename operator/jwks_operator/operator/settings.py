@@ -3,12 +3,14 @@
 - The finalizer (which a daemon needs, so that Kopf can stop it before the object goes)
   and Kopf's bookkeeping annotations carry the ``jwks.dev`` prefix, so that users can
   tell who put them there.
-- Events say they come from ``jwks-operator`` (``kubectl describe`` shows this).
+- Events say they come from ``jwks-operator`` (``kubectl describe`` shows this), and only
+  the Events the operator posts on purpose are posted: Kopf's log-to-Event posting is off.
 - Secrets and ConfigMaps are watched with a server-side label selector: the operator
   never streams the cluster's other Secrets, only its own (the watch exists to notice
   deletion and hand edits). Kopf's handlers filter by label again on the client side.
 """
 
+import logging
 import os
 import socket
 
@@ -27,6 +29,9 @@ def operator_settings() -> kopf.OperatorSettings:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
+    # Events are posted explicitly from each Outcome (kopf.event ignores this level); log
+    # lines must not become Events too, or every reconciliation would post one.
+    settings.posting.level = logging.CRITICAL + 10
     settings.posting.reporting_component = "jwks-operator"
     settings.posting.reporting_instance = os.environ.get("POD_NAME") or socket.gethostname()
     settings.posting.event_name_prefix = "jwks-operator-"
