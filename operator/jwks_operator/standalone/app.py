@@ -39,6 +39,7 @@ from jwks_operator.store.localdir import LocalDirStore, PublicSink
 logger = logging.getLogger("jwks_operator.standalone")
 
 CONFIG_POLL_SECONDS: Final = 1.0
+CONFIG_SETTLE_SECONDS: Final = 0.5
 
 
 @dataclass(frozen=True)
@@ -194,8 +195,18 @@ class Standalone:
         """Poll the config file's identity; cheap enough to do every second forever."""
         while True:
             await asyncio.sleep(CONFIG_POLL_SECONDS)
-            if _signature(self.options.config_path) != self._config_signature:
+            seen = _signature(self.options.config_path)
+            if seen == self._config_signature:
+                continue
+            # An editor may still be writing: a half-written file that happens to parse
+            # could drop keysets, so reload only once the file has stood still a moment.
+            await asyncio.sleep(CONFIG_SETTLE_SECONDS)
+            if _signature(self.options.config_path) != seen:
+                continue
+            try:
                 await self.reload("file changed")
+            except Exception:  # the watcher must outlive any one bad reload
+                logger.exception("config reload failed; still running the previous config")
 
     def install_signal_handlers(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()

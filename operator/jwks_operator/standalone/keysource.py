@@ -68,6 +68,10 @@ def key_from_kubernetes(namespace: str, name: str, context: str | None = None) -
         config.load_kube_config(context=context)  # type: ignore[no-untyped-call]
     except (ConfigException, FileNotFoundError, TypeError) as error:
         raise KeySourceError(f"cannot load the kubeconfig: {error}", usage=True) from None
+    except Exception as error:  # malformed YAML, bad base64 certificate data, ...
+        raise KeySourceError(
+            f"cannot load the kubeconfig ({error.__class__.__name__})", usage=True
+        ) from None
     api_client = client.ApiClient()
     where = f"JwksKeySet {namespace}/{name}"
     try:

@@ -35,6 +35,13 @@ class StateDirError(Exception):
 
 def prepare_state_dir(path: Path) -> Path:
     """Create the directory (0700) if needed, else check it is private; return it resolved."""
+    try:
+        return _prepare_state_dir(path)
+    except OSError as error:  # unreadable parent, read-only filesystem, ...
+        raise StateDirError(f"state directory {path}: {error.strerror or error}") from None
+
+
+def _prepare_state_dir(path: Path) -> Path:
     if not path.exists():
         try:
             path.mkdir(mode=DIR_MODE, parents=True)
@@ -79,7 +86,10 @@ class StateDirLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as error:
+            raise StateDirError(f"cannot open lock {self.path}: {error.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -89,9 +99,9 @@ class StateDirLock:
                 f"state directory {self.path.parent} is in use by another jwks-operator "
                 f"standalone{holder}; two instances must not share one state directory"
             ) from None
-        except OSError:
+        except OSError as error:
             os.close(fd)
-            raise
+            raise StateDirError(f"cannot lock {self.path}: {error.strerror}") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
