@@ -239,3 +239,17 @@ async def test_unchanged_data_with_missing_label_is_relabelled(
     again = store(client, keyset)
     await again.read()
     assert await again.write_private(data) is WriteOutcome.UNCHANGED
+
+
+def test_api_messages_about_secret_writes_are_withheld() -> None:
+    """A webhook that quotes the request must not carry key material into Events or logs."""
+    from jwks_operator.store.kubeclient import _error
+
+    quoted = json.dumps({"reason": "Invalid", "message": 'denied: {"d": "SECRETVALUE"}'})
+    secret_write = _error(422, quoted, "PATCH", "/api/v1/namespaces/ns/secrets/auth-signing")
+    assert "SECRETVALUE" not in str(secret_write)
+    assert secret_write.reason == "Invalid"
+    configmap_write = _error(422, quoted, "PATCH", "/api/v1/namespaces/ns/configmaps/auth-jwks")
+    assert "denied" in str(configmap_write)
+    pem = json.dumps({"message": "-----BEGIN PRIVATE KEY-----\nMIIB"})
+    assert "MIIB" not in str(_error(500, pem, "POST", "/api/v1/namespaces/ns/configmaps"))

@@ -169,4 +169,10 @@ def _error(status: int, text: str, method: str, path: str) -> KubeApiError:
     if isinstance(document, dict):
         reason = str(document.get("reason") or "")
         message = str(document.get("message") or "")
+    if method != "GET" and "/secrets" in path:
+        # An admission webhook or a proxy may quote the request in its answer; for a
+        # Secret write that would be key material on its way to an Event and a log line.
+        message = "(the API's message is not shown for Secret writes)"
+    elif "PRIVATE KEY" in message:
+        message = "(the API's message is not shown: it quotes key material)"
     return KubeApiError(status, reason or f"HTTP{status}", message, method=method, path=path)
