@@ -10,6 +10,8 @@ ES256 and EdDSA it prints, from one run:
   token, single thread);
 - verifier: ``TokenVerifier.verify`` in-process, every call a new token (full work:
   parsing, signature, policy, identity headers);
+- request path: the same, through the server's own head parser, routing and hook glue
+  (``Responder.respond``), still in-process and without a socket;
 - endpoint, repeated token: ``/{ns}/{name}/verify`` with the same token on every request,
   as a gateway sees one client session (answered from the verifier's accepted-token cache);
 - endpoint, new token per request: a wrk Lua script cycles through 10,000 pre-signed tokens,
@@ -129,6 +131,33 @@ def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _request_path(keyset: dict[str, str], name: str, tokens: list[str]) -> Callable[[], object]:
+    """One /verify request through the server's own code without a socket: head parse,
+    routing, hook glue, endpoint and verifier (a new token each call). What the server
+    measures beyond this is the event loop and the kernel's share of the exchange."""
+    from jwks_operator.server.app import Clock, Responder
+    from jwks_operator.server.hooks import load_verification_hooks
+    from jwks_operator.server.http import Limits, parse_head
+    from jwks_operator.server.snapshot import SnapshotStore
+
+    hooks = load_verification_hooks()
+    assert hooks is not None
+    store = SnapshotStore(build_verifier=hooks.build_verifier)
+    store.apply(NAMESPACE, name, keyset, {})
+    store.mark_ready()
+    responder = Responder(store, Clock(), verify_handler=hooks.handle_verify)
+    limits = Limits()
+    heads = [
+        f"GET /{NAMESPACE}/{name}/verify?audience={AUDIENCE} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1\r\nAuthorization: Bearer {token}".encode()
+        for token in tokens
+    ]
+    if not responder.respond(parse_head(heads[0], limits), False).startswith(b"HTTP/1.1 200 "):
+        raise SystemExit(f"the in-process request path refused a {name} token")
+    cycle = iter(heads * 100)
+    return lambda: responder.respond(parse_head(next(cycle), limits), False)
 
 
 # -- the server process -------------------------------------------------------------------
@@ -260,6 +289,11 @@ def run(seconds: int, rounds: int, connections: int) -> list[dict[str, Any]]:
             lambda v=verifier, c=cycle: v.verify(next(c), now)  # type: ignore[misc]
         )
 
+    path_rates = {
+        alg: _per_second(_request_path(data[_keyset(alg)], _keyset(alg), unique[alg]))
+        for alg in ALGORITHMS
+    }
+
     port = _free_port()
     base = f"http://127.0.0.1:{port}/{NAMESPACE}"
     cases = ("jwks", *(f"{alg} {kind}" for alg in ALGORITHMS for kind in ("same", "new")))
@@ -312,6 +346,7 @@ def run(seconds: int, rounds: int, connections: int) -> list[dict[str, Any]]:
             "case": alg,
             "raw_us": raw_us,
             "verifier_us": 1e6 / verifier_rates[alg],
+            "path_us": 1e6 / path_rates[alg],
         }
         for kind in ("same", "new"):
             cpu = median(f"{alg} {kind}", "cpu_us")
@@ -338,15 +373,17 @@ def _table(rows: list[dict[str, Any]], seconds: int, rounds: int, connections: i
         f"**{jwks['cpu_us']:.1f} us CPU per request**.",
         "",
         "| alg | raw crypto verify | in-process verifier, new token "
+        "| in-process request path, new token "
         "| /verify, same token: req/s, p99 ms, CPU/req "
         "| /verify, new token: req/s, p99 ms, CPU/req "
         "| overhead over raw, same / new | overhead / JWKS cost, same / new |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows[1:]:
         same, new = row["same"], row["new"]
         lines.append(
             f"| {row['case']} | {row['raw_us']:.1f} us | {row['verifier_us']:.1f} us "
+            f"| {row['path_us']:.1f} us "
             f"| {same['rps']:,.0f}, {same['p99_ms']:.2f}, {same['cpu_us']:.1f} us "
             f"| {new['rps']:,.0f}, {new['p99_ms']:.2f}, {new['cpu_us']:.1f} us "
             f"| {same['overhead_us']:.1f} / {new['overhead_us']:.1f} us "
