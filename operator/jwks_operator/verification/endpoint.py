@@ -48,7 +48,7 @@ def handle_verify(entry: Any, method: str, headers: Mapping[str, str], query: st
     verifier = getattr(entry, "verifier", None)
     if verifier is not None and not isinstance(verifier, TokenVerifier):
         verifier = None
-    return _answer(verifier, headers, query, time.time(), entry)
+    return _answer(verifier, headers, query, time.time(), entry, None)
 
 
 def answer(
@@ -60,7 +60,7 @@ def answer(
 ) -> Response:
     """The response to one verify request; header strings are latin-1 views of the wire
     bytes in both directions, as the server's hook contract has them."""
-    return _answer(verifier, headers, query, now.timestamp(), unavailable)
+    return _answer(verifier, headers, query, now.timestamp(), None, unavailable)
 
 
 def _answer(
@@ -68,9 +68,11 @@ def _answer(
     headers: Mapping[str, str],
     query: str,
     moment: float,
-    unavailable: Any,
+    entry: Any,
+    unavailable: Callable[[], str] | None,
 ) -> Response:
-    """``unavailable`` is the entry (see ``_why``) or a callable; only the 503 reads it."""
+    """The 503's text comes from ``unavailable`` or else ``_why(entry)``: no closure is
+    built per request for a branch a serving keyset never takes."""
     if query:
         query, cookie_name = _split_cookie_parameter(query)
         overrides = parse_overrides(query)
@@ -84,7 +86,7 @@ def _answer(
         overrides, cookie_name = NO_OVERRIDES, None
     if verifier is None:
         metrics.count("unavailable", "no_verifier")
-        why = unavailable() if callable(unavailable) else _why(unavailable)
+        why = unavailable() if unavailable is not None else _why(entry)
         body = _json({"error": "verification_unavailable", "error_description": why})
         return 503, (("Content-Type", "application/json"), _NO_STORE), body
     token = _bearer_token(headers, cookie_name)
