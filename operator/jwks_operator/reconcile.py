@@ -25,6 +25,7 @@ from jwks_operator.core.keys import generate_key
 from jwks_operator.core.lifecycle import (
     KeyFactory,
     LifecycleEvent,
+    activation_due,
     next_change,
     plan,
     public_jwks,
@@ -40,7 +41,7 @@ from jwks_operator.core.state import (
     OrphanKey,
     state_from_json,
 )
-from jwks_operator.core.timefmt import format_time, parse_time
+from jwks_operator.core.timefmt import format_time
 from jwks_operator.store.base import KeySetStore, WriteOutcome
 
 
@@ -128,15 +129,8 @@ async def reconcile(
         plan, spec, state, now, new_key=new_key, rotate_request=rotate_request
     )
     events.extend(result.events)
-    state = result.state
-    public = configmap_data(spec, result.jwks)
-    published_kids = frozenset(key["kid"] for key in result.jwks["keys"])
-    # The annotation is computed as if the marking below had already happened: it is at
-    # most a few milliseconds early, which only makes caches expire sooner.
-    predicted = state.mark_published(published_kids, now)
-
-    wrote = await store.write_private(await asyncio.to_thread(secret_data, state))
-    public_outcome = await store.write_public(public, next_change(spec, predicted))
+    wrote = await store.write_private(await asyncio.to_thread(secret_data, result.state))
+    state, public_outcome = await _publish(spec, store, result.state, result.jwks, now, clock)
     if stored.private_state is not None and public_outcome is not WriteOutcome.UNCHANGED:
         damaged = stored.public_data is None or not stored.public_intact
         if damaged and not result.events:
@@ -149,11 +143,30 @@ async def reconcile(
                     "rebuilt from the private key state",
                 )
             )
-    marked = state.mark_published(published_kids, clock())
-    if marked != state:
-        state = marked
-        await store.write_private(await asyncio.to_thread(secret_data, state))
     return _outcome(spec, state, tuple(events), wrote is not WriteOutcome.UNCHANGED)
+
+
+async def _publish(
+    spec: KeySetSpec,
+    store: KeySetStore,
+    state: KeySetState,
+    jwks: dict[str, Any],
+    now: datetime,
+    clock: Callable[[], datetime],
+) -> tuple[KeySetState, WriteOutcome]:
+    """Write the public half of ``state`` (already stored), then record its publication.
+
+    The next-change annotation is computed as if the marking had already happened: it is
+    at most a few milliseconds early, which only makes caches expire sooner.
+    """
+    kids = frozenset(key["kid"] for key in jwks["keys"])
+    outcome = await store.write_public(
+        configmap_data(spec, jwks), next_change(spec, state.mark_published(kids, now))
+    )
+    marked = state.mark_published(kids, clock())
+    if marked != state:
+        await store.write_private(await asyncio.to_thread(secret_data, marked))
+    return marked, outcome
 
 
 async def _catch_up_publication(
@@ -174,15 +187,8 @@ async def _catch_up_publication(
     stored_kids = {key.kid for key in state.keys} | {orphan.kid for orphan in state.orphans}
     if not pending or spec.revoked_keys & stored_kids:
         return state, now
-    jwks = public_jwks(state)
-    kids = frozenset(key["kid"] for key in jwks["keys"])
-    await store.write_public(
-        configmap_data(spec, jwks), next_change(spec, state.mark_published(kids, now))
-    )
-    now = clock()
-    state = state.mark_published(kids, now)
-    await store.write_private(await asyncio.to_thread(secret_data, state))
-    return state, now
+    state, _ = await _publish(spec, store, state, public_jwks(state), now, clock)
+    return state, clock()
 
 
 def _recover_public_keys(
@@ -207,17 +213,14 @@ def _outcome(
     spec: KeySetSpec, state: KeySetState, events: tuple[LifecycleEvent, ...], wrote: bool
 ) -> Outcome:
     active, upcoming = state.active, state.next
-    summaries = key_summaries(spec, state)
-    rotation = next(
-        (entry.get("activatesAt") for entry in summaries if entry["state"] == "next"), None
-    )
+    rotation = activation_due(spec, state)
     draining = [key.kid for key in state.keys if key.state is KeyState.RETIRED]
     draining += [orphan.kid for orphan in state.orphans]
     ready_message = f"active key {active.kid if active else '-'}"
     if upcoming is not None:
         ready_message += f", next key {upcoming.kid}"
         if rotation:
-            ready_message += f" activates at {rotation}"
+            ready_message += f" activates at {format_time(rotation)}"
     if state.orphans:
         ready_message += (
             f"; {len(state.orphans)} public key(s) of a lost Secret stay published until "
@@ -240,8 +243,8 @@ def _outcome(
         active_kid=active.kid if active else None,
         next_kid=upcoming.kid if upcoming else None,
         next_change=next_change(spec, state),
-        next_rotation=parse_time(rotation) if rotation else None,
+        next_rotation=rotation,
         revision=state.revision,
-        keys=summaries,
+        keys=key_summaries(spec, state),
         wrote=wrote,
     )
