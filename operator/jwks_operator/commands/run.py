@@ -16,9 +16,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from jwks_operator.core.durations import DurationError, parse_duration
+from jwks_operator.core.spec import NAME_MAX, NAME_PATTERN
 
 EXIT_USAGE = 2
-_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_NAME = re.compile(NAME_PATTERN)
 
 
 def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
@@ -94,7 +95,7 @@ def _liveness_url(text: str) -> str:
 
 
 def _peering_name(text: str) -> str:
-    if not _DNS_NAME.match(text) or len(text) > 253:
+    if not _DNS_NAME.match(text) or len(text) > NAME_MAX:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a Kubernetes object name (lowercase letters, digits, '-', '.')"
         )

@@ -12,6 +12,7 @@ import re
 import sys
 from typing import Any
 
+from jwks_operator.commands import argtypes
 from jwks_operator.server.hooks import load_verification_hooks
 from jwks_operator.server.kube import ConfigMapSource, KubeConfigError, load_connection
 from jwks_operator.server.runner import ServerSettings, install_stop_signals, run_server
@@ -19,7 +20,6 @@ from jwks_operator.server.snapshot import SnapshotStore
 
 EXIT_USAGE = 2
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
-MAX_MAX_AGE = 31_536_000
 
 logger = logging.getLogger("jwks_operator.serve")
 
@@ -35,7 +35,7 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
         ),
     )
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
-    parser.add_argument("--port", type=_port, default=8080, help="HTTP port (default 8080)")
+    parser.add_argument("--port", type=argtypes.port, default=8080, help="HTTP port (default 8080)")
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
         "--namespace",
@@ -57,14 +57,14 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
     )
     parser.add_argument(
         "--max-age",
-        type=_max_age,
+        type=argtypes.max_age,
         default=300,
         metavar="SECONDS",
         help="Cache-Control max-age; capped by each keyset's next change, floor 60 (default 300)",
     )
     parser.add_argument(
         "--metrics-port",
-        type=_port,
+        type=argtypes.port,
         metavar="PORT",
         help="serve /metrics on this port instead of the main one",
     )
@@ -78,26 +78,6 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
         help="log level (default INFO)",
     )
     parser.set_defaults(handler=_handle)
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {value}")
-    return value
-
-
-def _max_age(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value <= MAX_MAX_AGE:
-        raise argparse.ArgumentTypeError(f"max-age must be 0..{MAX_MAX_AGE} seconds")
-    return value
 
 
 def _namespace(text: str) -> str:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jwks_operator.commands import argtypes
 from jwks_operator.standalone.config import ConfigError, load_config, parse_keyset_ref
 from jwks_operator.standalone.publishdir import PublishDir
 from jwks_operator.standalone.statedir import StateDirError, StateDirLock, prepare_state_dir
@@ -38,7 +39,9 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
         help="private key state, one 0600 file per keyset (default: ./.jwks-state, mode 0700)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=8080, help="listen port (default 8080)")
+    parser.add_argument(
+        "--port", type=argtypes.port, default=8080, help="listen port (default 8080)"
+    )
     parser.add_argument(
         "--publish-dir",
         type=Path,
@@ -46,7 +49,7 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
     )
     parser.add_argument(
         "--max-age",
-        type=_max_age,
+        type=argtypes.max_age,
         default=300,
         help="Cache-Control max-age in seconds, capped at the next scheduled change (default 300)",
     )
@@ -58,26 +61,6 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     parser.set_defaults(handler=handle)
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a port number (0-65535)")
-    return value
-
-
-def _max_age(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value <= 31_536_000:
-        raise argparse.ArgumentTypeError(f"{value} is out of range (0-31536000 seconds)")
-    return value
 
 
 def _refuse(message: str) -> int:

@@ -34,6 +34,8 @@ DEFAULT_LEEWAY: Final = timedelta(seconds=60)
 NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 """RFC 1123 subdomain, as Kubernetes requires of Secret and ConfigMap names."""
 NAME_MAX: Final = 253
+NAMESPACE_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+"""RFC 1123 label (at most 63 characters), as Kubernetes requires of namespace names."""
 KID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,128}$"
 HEADER_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9-]{0,63}$"
 CLAIM_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,64}$"

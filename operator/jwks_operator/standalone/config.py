@@ -17,11 +17,9 @@ from typing import Any, Final
 import yaml
 
 from jwks_operator.core.contract import API_VERSION, KIND, ROTATE_ANNOTATION
-from jwks_operator.core.spec import KeySetSpec, SpecError, parse_spec
+from jwks_operator.core.spec import NAMESPACE_PATTERN, KeySetSpec, SpecError, parse_spec
 
 DEFAULT_NAMESPACE: Final = "default"
-NAMESPACE_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-"""RFC 1123 label, as Kubernetes requires of namespaces (no dots, at most 63 characters)."""
 _NAMESPACE_RE = re.compile(NAMESPACE_PATTERN)
 _TOP_FIELDS: Final = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 _METADATA_FIELDS: Final = frozenset({"name", "namespace", "annotations", "labels"})
