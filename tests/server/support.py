@@ -17,7 +17,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from jwks_operator.core.contract import PRIVATE_MEMBERS
+from jwks_operator.core.contract import (
+    KEYSET_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    PRIVATE_MEMBERS,
+)
 from jwks_operator.server.runner import JwksServer, ServerSettings, run_server
 from jwks_operator.server.snapshot import SnapshotStore
 
@@ -217,3 +222,26 @@ class ThreadedServer:
             stop=self._stop,
             on_started=started,
         )
+
+
+def configmap(
+    name: str,
+    keyset: str | None,
+    data: Mapping[str, str],
+    *,
+    namespace: str = "default",
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A ConfigMap as the operator writes it (labelled for ``keyset``), or unlabelled."""
+    labels = {KEYSET_LABEL: keyset, MANAGED_BY_LABEL: MANAGED_BY} if keyset else {}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": dict(annotations or {}),
+        },
+        "data": dict(data),
+    }

@@ -22,8 +22,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from jwks_operator.core.contract import (
     KEYSET_LABEL,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
     NEXT_CHANGE_ANNOTATION,
 )
 from tests.server.support import (
@@ -34,6 +32,7 @@ from tests.server.support import (
     private_members,
     public_jwk,
 )
+from tests.server.support import configmap as support_configmap
 from tests.support.cluster import CliProcess, EmulatedCluster, emulated_cluster
 
 T = TypeVar("T")
@@ -81,18 +80,7 @@ def configmap(
     namespace: str = NAMESPACE,
     annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    labels = {KEYSET_LABEL: keyset, MANAGED_BY_LABEL: MANAGED_BY} if keyset else {}
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": dict(annotations or {}),
-        },
-        "data": dict(data),
-    }
+    return support_configmap(name, keyset, data, namespace=namespace, annotations=annotations)
 
 
 def eventually(probe: Callable[[], T | None], timeout: float = 10.0, what: str = "") -> T:

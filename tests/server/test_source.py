@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from jwks_operator.core.contract import KEYSET_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from jwks_operator.core.contract import KEYSET_LABEL
 from jwks_operator.server.kube import (
     SELECTOR,
     ApiError,
@@ -28,25 +28,10 @@ from jwks_operator.server.kube import (
     load_connection,
 )
 from jwks_operator.server.snapshot import SnapshotStore
-from tests.server.support import configmap_data, public_jwk
+from tests.server.support import configmap, configmap_data, public_jwk
 from tests.support.cluster import EmulatedCluster
 
 FAST = SourceSettings(backoff_initial=0.05, backoff_max=0.2, relist_delay=0.01, page_size=2)
-
-
-def configmap(
-    name: str, keyset: str | None, data: dict[str, str], namespace: str = "default"
-) -> dict[str, object]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {KEYSET_LABEL: keyset, MANAGED_BY_LABEL: MANAGED_BY} if keyset else {},
-        },
-        "data": data,
-    }
 
 
 @pytest.fixture
@@ -131,11 +116,7 @@ async def test_configmaps_not_managed_by_the_operator_are_not_served(
     source, store = running
     await asyncio.wait_for(source.ready.wait(), 10)
     foreign = configmap("planted", "victim", configmap_data(public_jwk(ec_private)))
-    foreign["metadata"] = {
-        "name": "planted",
-        "namespace": "default",
-        "labels": {KEYSET_LABEL: "victim"},
-    }
+    foreign["metadata"]["labels"] = {KEYSET_LABEL: "victim"}  # no managed-by label
     await asyncio.to_thread(cluster.create, foreign)
     marker = configmap("marker", "marker", configmap_data(public_jwk(ec_private)))
     await asyncio.to_thread(cluster.create, marker)
@@ -166,7 +147,7 @@ def test_watch_events(ec_private: ec.EllipticCurvePrivateKey) -> None:
     store = SnapshotStore()
     source = ConfigMapSource(store, load_connection_stub(), settings=FAST)
     obj = configmap("cm", "k", configmap_data(public_jwk(ec_private)))
-    obj["metadata"]["managedFields"] = [{"time": "2026-01-02T03:04:05Z"}]  # type: ignore[index]
+    obj["metadata"]["managedFields"] = [{"time": "2026-01-02T03:04:05Z"}]
     source._handle_event_line(json.dumps({"type": "ADDED", "object": obj}).encode())
     entry = store.get("default", "k")
     assert entry is not None and entry.jwks is not None
