@@ -152,15 +152,20 @@ def next_change(spec: KeySetSpec, state: KeySetState) -> datetime | None:
     return min(moments) if moments else None
 
 
-def public_jwks(state: KeySetState) -> dict[str, Any]:
-    """The JWKS to serve: active, next, then retired newest first, then orphans."""
+def publication_order(state: KeySetState) -> list[StoredKey]:
+    """Active, next, then retired newest first: the JWKS order, also used by status."""
     order = [*state.with_state(KeyState.ACTIVE), *state.with_state(KeyState.NEXT)]
     order += sorted(
         state.with_state(KeyState.RETIRED),
         key=lambda key: (key.retired_at, key.kid),
         reverse=True,
     )
-    public = [key.material.public_jwk for key in order]
+    return order
+
+
+def public_jwks(state: KeySetState) -> dict[str, Any]:
+    """The JWKS to serve: keys in publication order, then orphans (by kid)."""
+    public = [key.material.public_jwk for key in publication_order(state)]
     public += [orphan.public_jwk for orphan in sorted(state.orphans, key=lambda o: o.kid)]
     return jwks_document(public)
 

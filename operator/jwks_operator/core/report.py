@@ -6,7 +6,7 @@ anyone who can ``kubectl get`` the resource.
 
 from typing import Any
 
-from jwks_operator.core.lifecycle import activation_due, removal_due
+from jwks_operator.core.lifecycle import activation_due, publication_order, removal_due
 from jwks_operator.core.spec import KeySetSpec
 from jwks_operator.core.state import KeySetState, KeyState
 from jwks_operator.core.timefmt import format_time
@@ -15,9 +15,8 @@ from jwks_operator.core.timefmt import format_time
 def key_summaries(spec: KeySetSpec, state: KeySetState) -> list[dict[str, Any]]:
     """One entry per published key, in JWKS order, with the times that matter for it."""
     due = activation_due(spec, state)
-    order = {KeyState.ACTIVE: 0, KeyState.NEXT: 1, KeyState.RETIRED: 2}
     summaries: list[dict[str, Any]] = []
-    for key in sorted(state.keys, key=lambda k: (order[k.state], k.kid)):
+    for key in publication_order(state):
         entry: dict[str, Any] = {
             "kid": key.kid,
             "state": key.state.value,
@@ -36,7 +35,7 @@ def key_summaries(spec: KeySetSpec, state: KeySetState) -> list[dict[str, Any]]:
             entry["retiredAt"] = format_time(key.retired_at) if key.retired_at else None
             entry["removesAt"] = format_time(removal_due(spec, key))
         summaries.append(entry)
-    for orphan in state.orphans:
+    for orphan in sorted(state.orphans, key=lambda o: o.kid):
         summaries.append(
             {
                 "kid": orphan.kid,

@@ -7,6 +7,7 @@ that unchanged content is never rewritten.
 from collections.abc import Mapping
 from datetime import datetime
 
+from jwks_operator.core.contract import SECRET_KEYS
 from jwks_operator.store.base import StoredDocuments, WriteOutcome
 
 
@@ -19,8 +20,6 @@ class MemoryStore:
         self._public_written: dict[str, str] | None = None
 
     async def read(self) -> StoredDocuments:
-        from jwks_operator.core.contract import SECRET_KEYS
-
         return StoredDocuments(
             private_state=self.private.get(SECRET_KEYS) if self.private is not None else None,
             public_data=dict(self.public) if self.public is not None else None,
