@@ -7,12 +7,19 @@ and the status writes. Credentials come from a provider (in the operator: the ve
 ``ConnectionInfo`` that Kopf logs in with), which is asked again once on a 401, so that
 expiring tokens (exec plugins, projected service-account tokens) are renewed.
 
+A 429 (API priority and fairness rejected the request before running it) and a 5xx that
+carries ``Retry-After`` (the API server asking to come back) are retried after the time the
+server asked for, with jitter, a few times: the same policy as client-go and Kopf, so that
+an overloaded API server is not hammered and a short overload is no failed reconcile.
+
 Error messages carry the API's ``Status`` message, never a request body: a request body
 may be a Secret.
 """
 
 import asyncio
 import json
+import logging
+import random
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +31,33 @@ import aiohttp
 MERGE_PATCH: Final = "application/merge-patch+json"
 _TIMEOUT: Final = aiohttp.ClientTimeout(total=30, sock_connect=10)
 _MESSAGE_LIMIT: Final = 300
+RETRY_ATTEMPTS: Final = 5
+"""Attempts of one call while the API server answers 429 (or 5xx with Retry-After)."""
+RETRY_AFTER_MAX: Final = 10.0
+"""The longest wait honoured from a Retry-After header, in seconds."""
+_RETRY_DEFAULT: Final = 1.0
+
+_log = logging.getLogger("jwks_operator.kubeclient")
+
+
+def retry_delay(status: int, headers: Mapping[str, str], attempt: int) -> float | None:
+    """Seconds to wait before trying again, or None when the answer is final.
+
+    429 is always retried (APF rejected it unexecuted); a 5xx only when the server sent
+    Retry-After (it did not run the request, or says it is safe to retry). The wait is
+    the server's Retry-After (capped) or an exponential default, plus up to 25% jitter so
+    that many clients rejected together do not come back together.
+    """
+    retry_after = headers.get("Retry-After")
+    if status != 429 and not (status >= 500 and retry_after):
+        return None
+    if attempt + 1 >= RETRY_ATTEMPTS:
+        return None
+    try:
+        base = min(max(float(retry_after or ""), 0.0), RETRY_AFTER_MAX)
+    except ValueError:
+        base = min(_RETRY_DEFAULT * 2**attempt, RETRY_AFTER_MAX)
+    return base * (1 + random.random() / 4)  # noqa: S311 (jitter, not a secret)
 
 
 @dataclass(frozen=True)
@@ -129,8 +163,10 @@ class KubeClient:
         content_type: str | None = None,
     ) -> dict[str, Any]:
         rejected: Endpoint | None = None
-        for attempt in (0, 1):
+        relogged = False
+        for attempt in range(RETRY_ATTEMPTS):
             session, endpoint = await self._ready(stale=rejected)
+            rejected = None
             headers = dict(endpoint.headers)
             headers["Accept"] = "application/json"
             headers["User-Agent"] = "jwks-operator"
@@ -140,24 +176,33 @@ class KubeClient:
                 data = json.dumps(body, separators=(",", ":")).encode()
             url = endpoint.server.rstrip("/") + path
             async with session.request(method, url, data=data, headers=headers) as response:
-                text = await response.text()
-                if response.status == 401 and attempt == 0:
-                    rejected = endpoint
-                    continue
-                if response.status >= 400:
-                    raise _error(response.status, text, method, path)
-                try:
-                    result = json.loads(text) if text else {}
-                except ValueError:
-                    raise KubeApiError(
-                        response.status, "BadResponse", "not JSON", method=method, path=path
-                    ) from None
-                if not isinstance(result, dict):
-                    raise KubeApiError(
-                        response.status, "BadResponse", "not an object", method=method, path=path
-                    )
-                return result
-        raise AssertionError("unreachable")  # pragma: no cover
+                status, text = response.status, await response.text()
+                answer_headers = dict(response.headers)
+            if status == 401 and not relogged:
+                rejected, relogged = endpoint, True
+                continue
+            delay = retry_delay(status, answer_headers, attempt)
+            if delay is None:
+                return _decode(status, text, method, path)
+            # Asked to come back later (the connection is released meanwhile).
+            _log.info("%s %s: API answered %d; retrying in %.1fs", method, path, status, delay)
+            await asyncio.sleep(delay)
+        raise KubeApiError(  # the last attempt was a 401 after a fresh login
+            401, "Unauthorized", "rejected after a fresh login", method=method, path=path
+        )
+
+
+def _decode(status: int, text: str, method: str, path: str) -> dict[str, Any]:
+    """A final answer: the JSON object of a success, else the API's error raised."""
+    if status >= 400:
+        raise _error(status, text, method, path)
+    try:
+        result = json.loads(text) if text else {}
+    except ValueError:
+        raise KubeApiError(status, "BadResponse", "not JSON", method=method, path=path) from None
+    if not isinstance(result, dict):
+        raise KubeApiError(status, "BadResponse", "not an object", method=method, path=path)
+    return result
 
 
 def _error(status: int, text: str, method: str, path: str) -> KubeApiError:
