@@ -1,0 +1,1 @@
+"""Test tooling: a real Kubernetes control plane built from its Go modules."""

@@ -1,0 +1,137 @@
+"""The CRD's schema, defaulting, pruning and CEL rules, as the real API server enforces them.
+
+The same corpus as tests/deploy/test_crd_semantics.py (which reproduces the API server's
+pipeline offline), now sent to kube-apiserver itself with ``dryRun=All`` and strict field
+validation (what ``kubectl apply`` uses): every valid spec is accepted and every invalid
+one refused, exactly when ``parse_spec`` agrees. Each refusal's message is what
+docs/operator.md documents ("What the API server refuses").
+"""
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.deploy.test_crd_semantics import DURATIONS, INVALID, VALID, core_accepts
+from tests.e2e_cluster import kube
+
+pytestmark = pytest.mark.usefixtures("installed")
+NS = kube.KEYS_NAMESPACE
+COLLECTION = f"/apis/jwks.dev/v1alpha1/namespaces/{NS}/jwkskeysets"
+
+
+def dry_run(spec: Any, *, strict: bool = True, name: str = "dry") -> tuple[int, Any]:
+    query = "?dryRun=All&fieldValidation=" + ("Strict" if strict else "Ignore")
+    return kube.api_request(
+        "POST", COLLECTION + query, kube.keyset_doc(NS, name, **{}) | {"spec": spec}
+    )
+
+
+# The API server's refusal of each INVALID spec (by index): a fragment of its message, as
+# docs/operator.md quotes them. Every invalid spec has one.
+REFUSALS: dict[int, str] = {
+    0: 'spec.algorithm: Unsupported value: "HS256": supported values: "RS256"',
+    1: 'spec.algorithm: Unsupported value: "none"',
+    2: 'spec.algorithm: Unsupported value: "rs256"',
+    3: "spec.keySize: Unsupported value: 1024",
+    4: "spec.keySize in body must be of type integer",
+    5: "spec.keySize: Forbidden: keySize is only for RSA algorithms",
+    6: "spec.keySize: Forbidden: keySize is only for RSA algorithms",
+    7: "spec.rotation.interval in body should match",
+    8: "spec.rotation.interval: Invalid value: \"-5m\": must be longer than zero",
+    9: "spec.rotation.interval in body should match",
+    10: "spec.rotation.interval in body must be of type string",
+    11: "spec.rotation.interval: Invalid value: \"0s\": must be longer than zero",
+    12: "spec.rotation.retireAfter: Invalid value: \"0m\": must be longer than zero",
+    13: "spec.rotation.interval: Invalid value: \"87601h\": must not be longer than 87600h",
+    14: "spec.rotation.prePublish: Invalid value: prePublish must be shorter than interval",
+    15: "spec.rotation.prePublish: Invalid value: prePublish must be shorter than interval",
+    16: "spec.rotation.prePublish: Invalid value: prePublish must be shorter than interval",
+    17: 'strict decoding error: unknown field "spec.rotation.every"',
+    18: "spec.rotation in body must be of type object",
+    19: "spec.secretName in body should match",
+    20: "spec.configMapName: Too long: may not be more than 253 bytes",
+    21: "spec.secretName in body should match",
+    22: "spec.issuer in body should match",
+    23: "spec.issuer in body should match",
+    24: "spec.issuer in body should match",
+    25: "spec.issuer in body must be of type uri",
+    26: "spec.jwksUri: Too long: may not be more than 2048 bytes",
+    27: "spec.revokedKeys[0] in body should match",
+    28: "spec.revokedKeys in body must be of type array",
+    29: 'spec.deletionPolicy: Unsupported value: "Orphan"',
+    30: 'strict decoding error: unknown field "spec.rotate"',
+    31: "spec.verification.leeway: Invalid value: \"0s\": must be longer than zero",
+    32: "spec.verification.maxTokenAge in body should match",
+    33: "spec.verification.audiences[0] in body should be at least 1 chars long",
+    34: "spec.verification.requiredClaims[0] in body should match",
+    35: "spec.verification.claimHeaders.email in body should match",
+    36: "spec.verification.claimHeaders: Invalid value: claim names are 1-64 characters",
+    37: "spec.verification.issuer in body should match",
+    38: 'strict decoding error: unknown field "spec.verification.cookie"',
+    39: "spec in body must be of type object",
+}
+
+
+@pytest.mark.parametrize("spec", VALID, ids=[str(i) for i in range(len(VALID))])
+def test_valid_spec_is_accepted_by_the_api_server(spec: Any) -> None:
+    status, body = dry_run(spec)
+    assert status == 201, body.get("message")
+    assert core_accepts(spec)
+
+
+@pytest.mark.parametrize("index", range(len(INVALID)), ids=[str(i) for i in range(len(INVALID))])
+def test_invalid_spec_is_refused_by_the_api_server_with_its_message(index: int) -> None:
+    spec = INVALID[index]
+    status, body = dry_run(spec)
+    assert status in (400, 422), (status, body)
+    assert body["kind"] == "Status" and body["status"] == "Failure"
+    assert not core_accepts(spec)
+    assert REFUSALS[index] in body["message"], body["message"]
+
+
+def test_defaults_are_filled_and_unknown_fields_pruned_without_strict_validation() -> None:
+    status, body = dry_run(
+        {"rotation": {"interval": "3h", "every": "1h"}, "bogus": 1}, strict=False
+    )
+    assert status == 201, body
+    assert body["spec"] == {
+        "algorithm": "RS256",
+        "deletionPolicy": "Retain",
+        "rotation": {"interval": "3h", "prePublish": "2h", "retireAfter": "2h"},
+    }
+
+
+def test_status_is_ignored_on_the_main_resource_and_written_only_through_the_subresource() -> None:
+    doc = kube.keyset_doc(NS, "status-split", algorithm="ES256") | {"status": {"activeKid": "x"}}
+    status, body = kube.api_request("POST", COLLECTION + "?dryRun=All", doc)
+    assert status == 201, body
+    assert "status" not in body or body["status"].get("activeKid") != "x"
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    interval=st.none() | DURATIONS,
+    pre_publish=st.none() | DURATIONS,
+    retire_after=st.none() | DURATIONS,
+)
+def test_durations_are_judged_alike_by_the_api_server_and_the_core(
+    interval: str | None, pre_publish: str | None, retire_after: str | None
+) -> None:
+    rotation = {
+        key: value
+        for key, value in (
+            ("interval", interval),
+            ("prePublish", pre_publish),
+            ("retireAfter", retire_after),
+        )
+        if value is not None
+    }
+    spec = {"rotation": rotation}
+    status, body = dry_run(spec)
+    assert (status == 201) == core_accepts(spec), (rotation, body.get("message"))
