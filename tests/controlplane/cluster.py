@@ -61,6 +61,8 @@ SERVICE_ACCOUNT_ISSUER: Final = "https://kubernetes.default.svc.cluster.local"
 # resourceVersion meets 410 Gone within a test (the default is 5 minutes).
 COMPACTION_INTERVAL: Final = "20s"
 PROCESSES: Final = ("etcd", "kube-apiserver", "kube-controller-manager")
+RESTART_GRACE: Final = 10.0
+"""Seconds after a restarted process is ready that still count as its outage."""
 
 
 def binaries_dir() -> Path:
@@ -215,6 +217,11 @@ class ControlPlane:
     etcd_url: str
     pids: dict[str, int] = field(default_factory=dict)
     binaries: Path | None = None
+    outages: list[tuple[float, float]] = field(default_factory=list)
+    """(start, end) wall-clock times of each kill-to-ready-again of a process, plus a grace
+    period: while kube-apiserver starts, its RBAC authorizer has not synced yet and denies
+    requests with 403, which clients must (and ours do) treat as a reason to retry."""
+    down_since: float = 0.0
 
     @property
     def kubeconfig(self) -> Path:
@@ -233,6 +240,7 @@ class ControlPlane:
     def kill(self, process: str, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to one of the three processes (kill -9 by default)."""
         pid = self.pids[process]
+        self.down_since = time.time()
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
         if sig == signal.SIGKILL:
@@ -247,6 +255,8 @@ class ControlPlane:
             wait_ready(self)
         elif process == "etcd":
             _wait_etcd(self.etcd_url)
+            wait_ready(self)
+        self.outages.append((self.down_since or time.time(), time.time() + RESTART_GRACE))
 
     def _save_pids(self) -> None:
         state = {
