@@ -245,7 +245,10 @@ def api_request(
     )
     try:
         with urllib.request.urlopen(request, timeout=30, context=context) as response:
-            return response.status, json.loads(response.read() or b"{}")
+            raw = response.read() or b"{}"
+            lines = raw.splitlines()
+            # A watch answers one JSON event per line: the first one is what tests look at.
+            return response.status, json.loads(raw if len(lines) <= 1 else lines[0])
     except urllib.error.HTTPError as error:
         raw = error.read()
         try:

@@ -208,13 +208,16 @@ def base_url(workloads: Workloads) -> str:
 def test_watches_resumed_after_a_restart_and_compaction_relist_and_miss_nothing(
     workloads: Workloads, local_plane: ControlPlane
 ) -> None:
-    """A watch resumed from a resourceVersion the API server no longer has (its watch cache
-    was rebuilt by a restart and etcd compacted meanwhile) gets 410 Gone: the server and the
-    operator re-list, and what changed while they were away is served and repaired."""
+    """A watch resumed from a resourceVersion the API server no longer has (etcd compacted
+    it while the clients were stopped, across an API server restart) gets 410 Gone: the
+    server and the operator re-list, and what changed while they were away is served and
+    acted on."""
     assert workloads.server is not None and workloads.operator is not None
     kube.apply(kube.keyset_doc(NS, "relist", algorithm="ES256"))
     status = kube.wait_for("relist Ready", lambda: kube.ready(NS, "relist"))["status"]
     server_log_before = len(workloads.server.output())
+    _, listed = kube.api_request("GET", f"/api/v1/namespaces/{NS}/configmaps")
+    old_version = listed["metadata"]["resourceVersion"]  # where the clients' watches stand
     workloads.server.send_signal(signal.SIGSTOP)
     workloads.operator.send_signal(signal.SIGSTOP)
     try:
@@ -228,7 +231,13 @@ def test_watches_resumed_after_a_restart_and_compaction_relist_and_miss_nothing(
             kube.kubectl(
                 "-n", NS, "create", "configmap", f"churn-{index}", "--from-literal=a=b", check=False
             )
-        time.sleep(25)  # > the API server's etcd compaction interval (20 s)
+        # The API server compacts etcd every 20 s up to the revision of its previous tick:
+        # within two ticks of the churn, the stopped clients' resourceVersion is gone.
+        kube.wait_for(
+            "etcd to compact the clients' resourceVersion away",
+            lambda: watch_answer(old_version) == 410,
+            timeout=120,
+        )
     finally:
         workloads.server.send_signal(signal.SIGCONT)
         workloads.operator.send_signal(signal.SIGCONT)
@@ -247,6 +256,20 @@ def test_watches_resumed_after_a_restart_and_compaction_relist_and_miss_nothing(
         )
     log = workloads.server.output()[server_log_before:]
     assert "re-listing" in log or "retrying" in log, log[-2000:]
+
+
+def watch_answer(resource_version: str) -> int:
+    """The status a watch of ConfigMaps from ``resource_version`` gets: HTTP, or the code
+    of its first ERROR event (how the API server says 410 Gone on a watch)."""
+    path = (
+        f"/api/v1/namespaces/{NS}/configmaps?watch=true&timeoutSeconds=1"
+        f"&resourceVersion={resource_version}"
+    )
+    status, body = kube.api_request("GET", path)
+    if status != 200:
+        return status
+    event = body if body.get("type") else {}
+    return int(event.get("object", {}).get("code", 200)) if event.get("type") == "ERROR" else 200
 
 
 STARVED = "jwks-test-starved"
