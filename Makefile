@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit tools bench clean
+.PHONY: demo test lint typecheck unit tools bench lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,8 +12,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# PORT=8081 when 8080 is taken: the example's issuer follows the port. --max-age 5: the
+# example's keys change within a minute, so verifiers must not cache the JWKS for longer.
+PORT ?= 8080
 demo: $(STAMP)
-	$(VENV)/bin/jwks-operator standalone --config examples/standalone.yaml --max-age 5
+	$(VENV)/bin/jwks-operator standalone --config examples/standalone.yaml --port $(PORT) --max-age 5
+
+# The image's dependencies, pinned with hashes (the Dockerfile installs exactly these).
+# `make lock` re-resolves to the newest versions pyproject.toml allows; review the diff.
+LOCK_VENV := .cache/piptools
+lock:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet 'pip==25.0.1' 'pip-tools==7.6.2'
+	$(LOCK_VENV)/bin/pip-compile --quiet --upgrade --generate-hashes --strip-extras --allow-unsafe \
+	  --no-emit-index-url --no-emit-find-links --output-file requirements.lock pyproject.toml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check operator tests bench scripts

@@ -29,3 +29,8 @@ def max_age(text: str) -> int:
     if not 0 <= value <= MAX_MAX_AGE:
         raise argparse.ArgumentTypeError(f"max-age must be 0..{MAX_MAX_AGE} seconds")
     return value
+
+
+def listen_problem(host: str, port: int | str, reason: str, flag: str = "--port") -> str:
+    """A bind failure as a usage error that names the flag to change."""
+    return f"cannot listen on {host}:{port} ({reason}): choose another port with {flag}"

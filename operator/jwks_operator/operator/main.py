@@ -13,12 +13,6 @@ from jwks_operator.operator.wakeups import Wakers
 from jwks_operator.operator.worker import Runtime
 from jwks_operator.store.kubeclient import KubeClient
 
-_LOG_FORMATS = {
-    "plain": kopf.LogFormat.PLAIN,
-    "full": kopf.LogFormat.FULL,
-    "json": kopf.LogFormat.JSON,
-}
-
 
 def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
     """Queue an Event about the keyset through Kopf's poster (it batches and retries)."""
@@ -38,21 +32,11 @@ def run_operator(
     priority: int,
     liveness: str | None,
     resync: float,
-    log_format: str,
-    verbose: bool,
-    debug: bool,
-    quiet: bool,
+    context: str | None = None,
 ) -> int:
-    # Prefix each line with [namespace/name] of its object (Kopf's own CLI does so too).
-    kopf.configure(
-        verbose=verbose,
-        debug=debug,
-        quiet=quiet,
-        log_format=_LOG_FORMATS[log_format],
-        log_prefix=log_format != "json",
-    )
+    """Run Kopf until it stops; logging is already configured (``jwks_operator.logs``)."""
     settings = operator_settings()
-    login = SharedLogin(settings)
+    login = SharedLogin(settings, context)
     runtime = Runtime(client=KubeClient(login.endpoint), post_event=post_event, resync=resync)
     registry = build_registry(runtime, Wakers(), login)
     kopf.run(
