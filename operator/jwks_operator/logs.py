@@ -122,8 +122,10 @@ def configure(level: str, log_format: str, stream: TextIO | None = None) -> None
         logging.getLogger("asyncio").setLevel(logging.WARNING)
 
 
-def from_args(args: argparse.Namespace, prog: str) -> None:
-    """Configure from the parsed flags; ``--log-format full`` (an old ``run`` value) warns."""
+def chosen(args: argparse.Namespace, prog: str) -> tuple[str, str]:
+    """The level and format the flags ask for; ``--log-format full`` (an old ``run`` value)
+    is accepted with a warning on stderr. Nothing is configured yet, so that a command can
+    finish its usage checks (exit 2) before it takes over the process's logging."""
     log_format = args.log_format
     if log_format == "full":
         print(
@@ -131,4 +133,4 @@ def from_args(args: argparse.Namespace, prog: str) -> None:
             file=sys.stderr,
         )
         log_format = "plain"
-    configure(args.log_level, log_format)
+    return args.log_level, log_format

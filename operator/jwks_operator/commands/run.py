@@ -139,6 +139,14 @@ def _handle(args: argparse.Namespace) -> int:
         return _usage(f"--resync: {error}")
     if resync <= 0:
         return _usage("--resync must be longer than zero")
+    if args.old_level is not None:
+        print(
+            f"jwks-operator run: warning: -v, --debug and -q are deprecated; "
+            f"use --log-level {args.old_level}",
+            file=sys.stderr,
+        )
+        args.log_level = args.old_level
+    log_level, log_format = logs.chosen(args, "jwks-operator run")
     problem = kubeflags.kubeconfig_problem(args.kubeconfig)
     if problem is not None:
         return _usage(problem)
@@ -148,18 +156,11 @@ def _handle(args: argparse.Namespace) -> int:
     problem = _credentials_problem(args.context)
     if problem is not None:
         return _usage(problem)
-    if args.old_level is not None:
-        print(
-            f"jwks-operator run: warning: -v, --debug and -q are deprecated; "
-            f"use --log-level {args.old_level}",
-            file=sys.stderr,
-        )
-        args.log_level = args.old_level
-    logs.from_args(args, "jwks-operator run")
 
     # Imported here so that `jwks-operator --help` and the other commands stay light.
     from jwks_operator.operator.main import run_operator
 
+    logs.configure(log_level, log_format)
     return run_operator(
         namespaces=tuple(args.namespace),
         clusterwide=args.all_namespaces,

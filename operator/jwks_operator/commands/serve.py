@@ -88,7 +88,7 @@ def _keyset(text: str) -> tuple[str, str]:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    logs.from_args(args, "jwks-operator serve")
+    log_level, log_format = logs.chosen(args, "jwks-operator serve")
     if args.metrics_port is not None and args.metrics_port == args.port != 0:
         print("jwks-operator serve: --metrics-port must differ from --port", file=sys.stderr)
         return EXIT_USAGE
@@ -101,6 +101,7 @@ def _handle(args: argparse.Namespace) -> int:
     except KubeConfigError as error:
         print(f"jwks-operator serve: {error}", file=sys.stderr)
         return EXIT_USAGE
+    logs.configure(log_level, log_format)
     settings = ServerSettings(
         host=args.host,
         port=args.port,

@@ -108,7 +108,7 @@ def handle(args: argparse.Namespace) -> int:
             default_keyset=default,
             default_keyset_required=args.default_keyset is not None,
         )
-        logs.from_args(args, PROG)
+        logs.configure(*logs.chosen(args, PROG))
         try:
             return asyncio.run(run(options, config, publish_dir))
         except CannotListen as error:
