@@ -114,8 +114,7 @@ def _handle(args: argparse.Namespace) -> int:
     except OSError as error:  # e.g. the port is taken
         flag = "--port" if args.metrics_port is None else "--port or --metrics-port"
         ports = f"{args.port}" if args.metrics_port is None else f"{args.port}/{args.metrics_port}"
-        reason = error.strerror or str(error)
-        problem = argtypes.listen_problem(args.host, ports, reason, flag)
+        problem = argtypes.listen_problem(args.host, ports, error, flag)
         print(f"jwks-operator serve: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     return 0

@@ -112,6 +112,6 @@ def handle(args: argparse.Namespace) -> int:
         try:
             return asyncio.run(run(options, config, publish_dir))
         except CannotListen as error:
-            return _refuse(argtypes.listen_problem(error.host, error.port, error.reason))
+            return _refuse(argtypes.listen_problem(error.host, error.port, error.error))
     finally:
         lock.release()

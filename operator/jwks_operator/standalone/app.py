@@ -59,9 +59,9 @@ class Options:
 class CannotListen(Exception):
     """The listener could not bind (port taken, no permission): nothing was written yet."""
 
-    def __init__(self, host: str, port: int, reason: str) -> None:
-        super().__init__(f"{host}:{port}: {reason}")
-        self.host, self.port, self.reason = host, port, reason
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        super().__init__(f"{host}:{port}: {error}")
+        self.host, self.port, self.error = host, port, error
 
 
 def utc_now() -> datetime:
@@ -263,7 +263,7 @@ async def run(options: Options, config: StandaloneConfig, publish_dir: PublishDi
     try:
         await server.start()
     except OSError as error:
-        raise CannotListen(options.host, options.port, error.strerror or str(error)) from None
+        raise CannotListen(options.host, options.port, error) from None
     app = Standalone(options, config, snapshots, publish_dir)
     stop = asyncio.Event()
     app.install_signal_handlers(stop)
