@@ -23,14 +23,20 @@ def _closed_port() -> int:
     return port  # nothing listens there once the socket is closed
 
 
-def test_unreachable_api_server_is_not_called_a_snapshot(tmp_path: Path) -> None:
-    kubeconfig = tmp_path / "kubeconfig"
+def unreachable_kubeconfig(directory: Path) -> Path:
+    """A kubeconfig whose API server address has nothing listening."""
+    kubeconfig = directory / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
         f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{_closed_port()}'}}}}]\n"
         "users: [{name: u, user: {token: t}}]\n"
         "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
     )
+    return kubeconfig
+
+
+def test_unreachable_api_server_is_not_called_a_snapshot(tmp_path: Path) -> None:
+    kubeconfig = unreachable_kubeconfig(tmp_path)
     log = tmp_path / "serve.log"
     port = _closed_port()
     with log.open("wb") as sink:
@@ -65,3 +71,35 @@ def test_unreachable_api_server_is_not_called_a_snapshot(tmp_path: Path) -> None
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def test_a_taken_port_names_the_flag_and_exits_2(tmp_path: Path) -> None:
+    kubeconfig = unreachable_kubeconfig(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "jwks_operator",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--kubeconfig",
+                str(kubeconfig),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT / "operator",
+            check=False,
+        )
+    assert result.returncode == 2
+    assert (
+        f"cannot listen on 127.0.0.1:{port} (address already in use): choose another port with --port"
+        in result.stderr
+    )
