@@ -35,24 +35,18 @@ def unreachable_kubeconfig(directory: Path) -> Path:
     return kubeconfig
 
 
+def serve_argv(port: int, kubeconfig: Path) -> list[str]:
+    host = ["--host", "127.0.0.1", "--port", str(port)]
+    return [sys.executable, "-m", "jwks_operator", "serve", *host, "--kubeconfig", str(kubeconfig)]
+
+
 def test_unreachable_api_server_is_not_called_a_snapshot(tmp_path: Path) -> None:
     kubeconfig = unreachable_kubeconfig(tmp_path)
     log = tmp_path / "serve.log"
     port = _closed_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jwks_operator",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--kubeconfig",
-                str(kubeconfig),
-            ],
+            serve_argv(port, kubeconfig),
             stdout=sink,
             stderr=subprocess.STDOUT,
             cwd=ROOT / "operator",
@@ -80,18 +74,7 @@ def test_a_taken_port_names_the_flag_and_exits_2(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "jwks_operator",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--kubeconfig",
-                str(kubeconfig),
-            ],
+            serve_argv(port, kubeconfig),
             capture_output=True,
             text=True,
             timeout=60,

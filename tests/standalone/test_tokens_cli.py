@@ -221,7 +221,9 @@ def test_sign_needs_a_key_source_and_an_existing_state_dir(tmp_path: Path) -> No
 def test_sign_refuses_a_corrupt_state_file(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     state_dir.mkdir(mode=0o700)
-    private_path(state_dir, "default", "demo").write_text('{"version": 1, "keys": "x"}')
+    corrupt = private_path(state_dir, "default", "demo")
+    corrupt.write_text('{"version": 1, "keys": "x"}')
+    corrupt.chmod(0o600)  # a 0644 state file is refused before it is read
     result = run_cli("sign", "--keyset", "default/demo", "--state-dir", str(state_dir))
     assert result.returncode == 1
     assert 'keys.json has no "keys" list' in result.stderr
