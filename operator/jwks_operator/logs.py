@@ -11,6 +11,7 @@ docs/logging.md:
 ``level``      ``DEBUG`` ``INFO`` ``WARNING`` ``ERROR`` ``CRITICAL``
 ``logger``     the Python logger (``jwks_operator.standalone``, ``kopf.objects``, ...)
 ``keyset``     ``namespace/name`` when the line is about one keyset, else absent
+``object``     ``Kind namespace/name`` when a Kopf handler line is about another object
 ``reason``     the event reason (``Bootstrapped``, ``Rotated``, ...) when it reports one
 ``message``    the text; never key material (nothing that logs holds any)
 ``error``      the exception type and message when one is logged, else absent
@@ -23,6 +24,8 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
+
+from jwks_operator.core.contract import KIND
 
 LEVELS: Final = ("debug", "info", "warning", "error")
 FORMATS: Final = ("plain", "json")
@@ -53,15 +56,29 @@ def keyset_extra(keyset: str, reason: str | None = None) -> dict[str, str]:
     return {"keyset": keyset, "reason": reason} if reason else {"keyset": keyset}
 
 
+def _ref_name(record: logging.LogRecord) -> tuple[str, str] | None:
+    """(kind, namespace/name) of a Kopf per-object logger's record, else None."""
+    ref = getattr(record, "k8s_ref", None)
+    if isinstance(ref, Mapping) and ref.get("name"):
+        namespace = ref.get("namespace")
+        name = f"{namespace}/{ref['name']}" if namespace else str(ref["name"])
+        return str(ref.get("kind") or ""), name
+    return None
+
+
 def record_keyset(record: logging.LogRecord) -> str | None:
     keyset = getattr(record, "keyset", None)
     if isinstance(keyset, str):
         return keyset
-    ref = getattr(record, "k8s_ref", None)  # Kopf's per-object loggers
-    if isinstance(ref, Mapping) and ref.get("name"):
-        namespace = ref.get("namespace")
-        return f"{namespace}/{ref['name']}" if namespace else str(ref["name"])
-    return None
+    ref = _ref_name(record)
+    return ref[1] if ref and ref[0] == KIND else None
+
+
+def record_object(record: logging.LogRecord) -> str | None:
+    """``Kind namespace/name`` of the object a Kopf handler line is about (a keyset's
+    Secret or ConfigMap, say) when it is not the keyset itself."""
+    ref = _ref_name(record)
+    return f"{ref[0]} {ref[1]}" if ref and ref[0] != KIND else None
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -79,8 +96,8 @@ class PlainFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = f"{_timestamp(record)} {record.levelname} "
-        if getattr(record, "k8s_ref", None) is not None and (keyset := record_keyset(record)):
-            line += f"[{keyset}] "
+        if (ref := _ref_name(record)) is not None:
+            line += f"[{ref[1]}] "
         line += record.getMessage()
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
@@ -99,6 +116,8 @@ class JsonFormatter(logging.Formatter):
         keyset = record_keyset(record)
         if keyset:
             document["keyset"] = keyset
+        if (other := record_object(record)) is not None:
+            document["object"] = other
         reason = getattr(record, "reason", None)
         if isinstance(reason, str):
             document["reason"] = reason

@@ -105,12 +105,21 @@ def test_json_lines_carry_the_documented_fields() -> None:
     }
     kopf_line = json.loads(
         logs.JsonFormatter().format(
-            _record("Reconciled (trigger: x)", k8s_ref={"namespace": "ns", "name": "auth"})
+            _record(
+                "Reconciled (trigger: x)",
+                k8s_ref={"kind": "JwksKeySet", "namespace": "ns", "name": "auth"},
+            )
         )
     )
     assert kopf_line["keyset"] == "ns/auth" and "reason" not in kopf_line
+    secret_line = json.loads(
+        logs.JsonFormatter().format(
+            _record("x", k8s_ref={"kind": "Secret", "namespace": "ns", "name": "auth-signing"})
+        )
+    )
+    assert secret_line["object"] == "Secret ns/auth-signing" and "keyset" not in secret_line
     documented = (ROOT / "docs" / "logging.md").read_text()
-    for field in ("timestamp", "level", "logger", "keyset", "reason", "message", "error"):
+    for field in ("timestamp", "level", "logger", "keyset", "object", "reason", "message", "error"):
         assert f"`{field}`" in documented, field
 
 
@@ -118,7 +127,10 @@ def test_plain_lines_keep_kopfs_object_prefix() -> None:
     plain = logs.PlainFormatter()
     assert (
         plain.format(
-            _record("Reconciled (trigger: x)", k8s_ref={"namespace": "ns", "name": "auth"})
+            _record(
+                "Reconciled (trigger: x)",
+                k8s_ref={"kind": "JwksKeySet", "namespace": "ns", "name": "auth"},
+            )
         )
         == "2026-12-01T20:35:27.123Z WARNING [ns/auth] Reconciled (trigger: x)"
     )
@@ -159,3 +171,36 @@ def test_old_run_verbosity_flags_still_work_and_say_what_replaces_them(
     assert f"-v, --debug and -q are deprecated; use --log-level {level}" in result.stderr
     assert "--log-format full is deprecated; it now means plain" in result.stderr
     assert "KUBECONFIG: kubeconfig file" in result.stderr
+
+
+def _two_contexts(path: Path) -> Path:
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: a\n"
+        "clusters:\n"
+        "- {name: a, cluster: {server: 'http://127.0.0.1:1'}}\n"
+        "- {name: b, cluster: {server: 'http://127.0.0.1:2'}}\n"
+        "users:\n- {name: a, user: {token: token-a}}\n- {name: b, user: {token: token-b}}\n"
+        "contexts:\n- {name: a, context: {cluster: a, user: a}}\n- {name: b, context: {cluster: b, user: b}}\n"
+    )
+    return path
+
+
+def test_run_context_picks_the_named_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jwks_operator.operator.credentials import login_with_context
+    from jwks_operator.operator.settings import operator_settings
+
+    monkeypatch.setenv("KUBECONFIG", str(_two_contexts(tmp_path / "config")))
+    info = login_with_context("b", operator_settings())
+    assert info.server == "http://127.0.0.1:2"
+    assert info.token == "token-b"
+
+
+def test_run_with_an_unknown_context_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _two_contexts(tmp_path / "config")
+    assert main(["run", "-A", "--kubeconfig", str(config), "--context", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "no usable Kubernetes credentials" in err and "nope" in err

@@ -118,7 +118,9 @@ def _credentials_problem(context: str | None) -> str | None:
         except config.ConfigException:
             pass
     try:
-        config.load_kube_config(context=context)  # type: ignore[no-untyped-call]
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG") or None, context=context
+        )
     except Exception as error:
         text = str(error).splitlines()[0] if str(error) else ""
         return f"no usable Kubernetes credentials ({error.__class__.__name__}: {text[:200]})"

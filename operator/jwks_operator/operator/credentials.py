@@ -9,6 +9,7 @@ the client logs in again, which renews expiring tokens.
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -65,7 +66,10 @@ def login_with_context(context: str, settings: kopf.OperatorSettings) -> kopf.Co
     configuration = client.Configuration()
     try:
         config.load_kube_config(  # type: ignore[no-untyped-call]
-            context=context, client_configuration=configuration
+            # KUBECONFIG as it is now (the package's default is read once, at its import).
+            config_file=os.environ.get("KUBECONFIG") or None,
+            context=context,
+            client_configuration=configuration,
         )
     except config.ConfigException as error:
         raise kopf.LoginError(f"cannot use kubeconfig context {context!r}: {error}") from None
