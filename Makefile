@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit tools controlplane cluster-up cluster-down bench clean
+.PHONY: demo test lint typecheck unit tools controlplane cluster-up cluster-down bench lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,8 +12,29 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# `make demo PORT=8081` when 8080 is taken: the demo then runs a copy of the example whose
+# issuer names that port (.cache/demo/; edit the copy to see a reload). --max-age 5: the
+# example's keys change every few seconds, so browsers and curl must not cache the JWKS
+# longer than that (the server caps max-age at the next change anyway).
+PORT ?= 8080
+STATE_DIR ?= .jwks-state
+DEMO_CONFIG := $(if $(filter 8080,$(PORT)),examples/standalone.yaml,.cache/demo/standalone-$(PORT).yaml)
 demo: $(STAMP)
-	$(VENV)/bin/jwks-operator standalone --config examples/standalone.yaml --max-age 5
+ifneq ($(PORT),8080)
+	@mkdir -p .cache/demo
+	sed 's|http://127.0.0.1:8080/|http://127.0.0.1:$(PORT)/|' examples/standalone.yaml > $(DEMO_CONFIG)
+endif
+	$(VENV)/bin/jwks-operator standalone --config $(DEMO_CONFIG) --port $(PORT) --state-dir $(STATE_DIR) --max-age 5 \
+	  || { status=$$?; [ $$status -ne 2 ] || echo "make demo: if port $(PORT) is taken: make demo PORT=8081" >&2; exit $$status; }
+
+# The image's dependencies, pinned with hashes (the Dockerfile installs exactly these).
+# `make lock` re-resolves to the newest versions pyproject.toml allows; review the diff.
+LOCK_VENV := .cache/piptools
+lock:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet 'pip==25.0.1' 'pip-tools==7.6.2'
+	$(LOCK_VENV)/bin/pip-compile --quiet --upgrade --generate-hashes --strip-extras --allow-unsafe \
+	  --no-emit-index-url --no-emit-find-links --output-file requirements.lock pyproject.toml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check operator tests bench scripts

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from jwks_operator import __version__
-from jwks_operator.commands import run, serve, standalone, tokens
+from jwks_operator.commands import run, serve, standalone, status, tokens
 
 EXIT_USAGE = 2
 
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module in (run, serve, standalone, tokens):
+    for module in (run, serve, standalone, tokens, status):
         module.register(subparsers)
     return parser
 

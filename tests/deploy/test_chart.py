@@ -169,7 +169,7 @@ def test_pods_are_locked_down(values: str) -> None:
         # Both processes need the API; the token is mounted per pod, never by the account.
         assert pod["automountServiceAccountToken"] is True
         assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
-        assert container["image"] == "jwks-operator:0.1.0"
+        assert container["image"] == "ghcr.io/jwks-operator/jwks-operator:0.1.0"
     for account in find(render(values), "ServiceAccount"):
         assert account["automountServiceAccountToken"] is False
 

@@ -4,10 +4,13 @@ and checked against the chart and the package they must agree with. The real bui
 
 import fnmatch
 import json
+import re
 import tomllib
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from jwks_operator.cli import build_parser
 from tests.deploy.support import CHART, ROOT, dockerfile_stages
@@ -35,7 +38,12 @@ def test_multi_stage_on_python_311_slim() -> None:
 def test_final_stage_installs_the_wheels_offline_and_has_no_compiler() -> None:
     final = _stages()[-1]
     runs = " ".join(_instructions(final, "RUN")) + " "
-    assert "pip install --no-index --find-links=/wheels jwks-operator" in runs
+    assert (
+        "pip install --no-index --find-links=/wheels --require-hashes -r /wheels/requirements.lock"
+        in runs
+    )
+    assert "pip install --no-index --find-links=/wheels --no-deps jwks-operator" in runs
+    assert "pip check" in runs
     assert "from=builder" in runs
     for compiler in COMPILERS:
         assert compiler not in runs, compiler
@@ -117,7 +125,13 @@ def test_dockerignore_sends_only_the_package_source() -> None:
         if "__pycache__" not in p.parts
     ]
     assert "operator/jwks_operator/cli.py" in package
-    for kept in ["pyproject.toml", *package, "operator/jwks_operator/py.typed"]:
+    for kept in [
+        "pyproject.toml",
+        "requirements.lock",
+        "LICENSE",
+        *package,
+        "operator/jwks_operator/py.typed",
+    ]:
         assert not _ignored(kept, patterns), kept
     for dropped in [
         ".git/HEAD",
@@ -138,3 +152,40 @@ def test_pyproject_builds_from_what_the_context_holds() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["tool"]["setuptools"]["packages"]["find"]["where"] == ["operator"]
     assert Path(ROOT / "operator" / "jwks_operator" / "__init__.py").is_file()
+
+
+def _lock() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock as {name: (version, hashes)}."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    text = (ROOT / "requirements.lock").read_text()
+    for entry in re.split(r"\n(?=[a-z0-9])", text):
+        head = entry.split()[0] if entry.strip() and not entry.startswith(("#", "-")) else ""
+        if "==" in head:
+            name, version = head.split("==")
+            pins[canonicalize_name(name)] = (
+                version,
+                re.findall(r"--hash=sha256:([0-9a-f]{64})", entry),
+            )
+    return pins
+
+
+def test_the_builder_fetches_only_the_locked_files() -> None:
+    runs = " ".join(_instructions(_stages()[0], "RUN"))
+    assert "--require-hashes" in runs and "-r requirements.lock" in runs
+    assert "--no-deps" in runs  # nothing resolved beyond the lock
+    text = (ROOT / "requirements.lock").read_text()
+    assert "--find-links" not in text and "--index-url" not in text  # no machine's settings
+
+
+def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
+    pins = _lock()
+    assert len(pins) > 10
+    for name, (version, hashes) in pins.items():
+        assert hashes, f"{name}=={version} has no hash"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for raw in project["dependencies"]:
+        requirement = Requirement(raw)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in requirements.lock: run `make lock`"
+        assert requirement.specifier.contains(pins[name][0]), (raw, pins[name][0])
+    assert "jwks-operator" not in pins  # the project itself is built from the context

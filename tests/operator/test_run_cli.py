@@ -13,7 +13,10 @@ from jwks_operator.cli import main
         (["run"], "choose the scope: --namespace NS (repeatable) or --all-namespaces"),
         (["run", "-n", "a", "--resync", "soon"], "--resync:"),
         (["run", "-A", "--resync", "0s"], "--resync must be longer than zero"),
-        (["run", "-A", "--kubeconfig", "/nonexistent/kubeconfig"], "no such file"),
+        (
+            ["run", "-A", "--kubeconfig", "/nonexistent/kubeconfig"],
+            "--kubeconfig: kubeconfig file /nonexistent/kubeconfig does not exist",
+        ),
     ],
 )
 def test_usage_errors_exit_2(

@@ -156,6 +156,7 @@ def test_busy_port_fails_before_any_key_is_written(tmp_path: Path) -> None:
             env=cli_env(),
             check=False,
         )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "choose another port with --port" in result.stderr
     assert not list((tmp_path / "state").glob("*.keys.json"))

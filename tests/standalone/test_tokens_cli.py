@@ -221,7 +221,9 @@ def test_sign_needs_a_key_source_and_an_existing_state_dir(tmp_path: Path) -> No
 def test_sign_refuses_a_corrupt_state_file(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     state_dir.mkdir(mode=0o700)
-    private_path(state_dir, "default", "demo").write_text('{"version": 1, "keys": "x"}')
+    corrupt = private_path(state_dir, "default", "demo")
+    corrupt.write_text('{"version": 1, "keys": "x"}')
+    corrupt.chmod(0o600)  # a 0644 state file is refused before it is read
     result = run_cli("sign", "--keyset", "default/demo", "--state-dir", str(state_dir))
     assert result.returncode == 1
     assert 'keys.json has no "keys" list' in result.stderr
@@ -267,6 +269,7 @@ def test_verify_key_without_alg_needs_algorithm(keyset: Keyset, tmp_path: Path) 
     assert wrong.returncode == 1
 
 
+@pytest.mark.timeout(180)  # five CLI runs against the emulator: slow on a loaded machine
 def test_sign_kube_reads_the_secret_named_by_the_keyset(
     cluster: EmulatedCluster, keyset: Keyset
 ) -> None:
@@ -299,6 +302,18 @@ def test_sign_kube_reads_the_secret_named_by_the_keyset(
     code, out, err = verify(keyset, token)
     assert code == 0, err
     assert json.loads(out)["sub"] == "bob"
+    # --kubeconfig instead of KUBECONFIG: the same cluster, as with run and serve.
+    flagged = run_cli(
+        "sign",
+        "--keyset",
+        "default/login",
+        "--kube",
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        env={**env_clean, "KUBECONFIG": str(cluster.kubeconfig) + ".missing"},
+    )
+    assert flagged.returncode == 0, flagged.stderr
+    assert jwt.get_unverified_header(flagged.stdout.strip())["kid"] == keyset.active.kid
 
     missing = run_cli("sign", "--keyset", "default/nope", "--kube", env={**env_clean, **env})
     assert missing.returncode == 2

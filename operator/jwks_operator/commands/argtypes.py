@@ -5,6 +5,7 @@ traceback after start-up.
 """
 
 import argparse
+import os
 from typing import Final
 
 MAX_MAX_AGE: Final = 31_536_000
@@ -29,3 +30,13 @@ def max_age(text: str) -> int:
     if not 0 <= value <= MAX_MAX_AGE:
         raise argparse.ArgumentTypeError(f"max-age must be 0..{MAX_MAX_AGE} seconds")
     return value
+
+
+def listen_problem(host: str, port: int | str, error: OSError, flag: str = "--port") -> str:
+    """A bind failure as a usage error that names the flag to change.
+
+    asyncio wraps the errno in "error while attempting to bind on address ...": the
+    errno's own text (``address already in use``) is what the user needs.
+    """
+    reason = os.strerror(error.errno).lower() if error.errno else str(error)
+    return f"cannot listen on {host}:{port} ({reason}): choose another port with {flag}"

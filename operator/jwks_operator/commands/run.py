@@ -15,6 +15,8 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
+from jwks_operator import logs
+from jwks_operator.commands import kubeflags
 from jwks_operator.core.durations import DurationError, parse_duration
 from jwks_operator.core.spec import NAME_MAX, NAME_PATTERN
 
@@ -60,25 +62,28 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
         help="serve Kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz",
     )
     parser.add_argument(
-        "--kubeconfig", metavar="PATH", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config)"
-    )
-    parser.add_argument(
         "--resync",
         default="5m",
         metavar="DURATION",
         help="longest sleep between two reconciliations of a keyset (default 5m); "
         "rotations happen when due regardless",
     )
-    parser.add_argument(
-        "--log-format",
-        choices=("plain", "full", "json"),
-        default="full",
-        help="log line format (default full)",
-    )
+    kubeflags.add_arguments(parser)
+    logs.add_arguments(parser)
+    # Before --log-level existed: kept working, with a warning naming the replacement.
     verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="store_true", help="log Kopf's details")
-    verbosity.add_argument("--debug", action="store_true", help="log everything, asyncio too")
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    for flags, level in (
+        (("-v", "--verbose"), "debug"),
+        (("--debug",), "debug"),
+        (("-q", "--quiet"), "warning"),
+    ):
+        verbosity.add_argument(
+            *flags,
+            dest="old_level",
+            action="store_const",
+            const=level,
+            help=f"deprecated: --log-level {level}",
+        )
     parser.set_defaults(handler=_handle)
 
 
@@ -102,17 +107,20 @@ def _peering_name(text: str) -> str:
     return text
 
 
-def _credentials_problem() -> str | None:
+def _credentials_problem(context: str | None) -> str | None:
     """Kopf would retry a missing or broken kubeconfig forever; say so and stop instead."""
     from kubernetes import config
 
+    if context is None:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            return None
+        except config.ConfigException:
+            pass
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return None
-    except config.ConfigException:
-        pass
-    try:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG") or None, context=context
+        )
     except Exception as error:
         text = str(error).splitlines()[0] if str(error) else ""
         return f"no usable Kubernetes credentials ({error.__class__.__name__}: {text[:200]})"
@@ -133,19 +141,28 @@ def _handle(args: argparse.Namespace) -> int:
         return _usage(f"--resync: {error}")
     if resync <= 0:
         return _usage("--resync must be longer than zero")
+    if args.old_level is not None:
+        print(
+            f"jwks-operator run: warning: -v, --debug and -q are deprecated; "
+            f"use --log-level {args.old_level}",
+            file=sys.stderr,
+        )
+        args.log_level = args.old_level
+    log_level, log_format = logs.chosen(args, "jwks-operator run")
+    problem = kubeflags.kubeconfig_problem(args.kubeconfig)
+    if problem is not None:
+        return _usage(problem)
     if args.kubeconfig:
-        if not os.path.isfile(args.kubeconfig):
-            return _usage(f"--kubeconfig: no such file: {args.kubeconfig}")
         # Read by the kubernetes package when it loads the configuration (not yet imported).
         os.environ["KUBECONFIG"] = args.kubeconfig
-
-    problem = _credentials_problem()
+    problem = _credentials_problem(args.context)
     if problem is not None:
         return _usage(problem)
 
     # Imported here so that `jwks-operator --help` and the other commands stay light.
     from jwks_operator.operator.main import run_operator
 
+    logs.configure(log_level, log_format)
     return run_operator(
         namespaces=tuple(args.namespace),
         clusterwide=args.all_namespaces,
@@ -153,8 +170,5 @@ def _handle(args: argparse.Namespace) -> int:
         priority=args.priority,
         liveness=args.liveness,
         resync=resync,
-        log_format=args.log_format,
-        verbose=args.verbose,
-        debug=args.debug,
-        quiet=args.quiet,
+        context=args.context,
     )

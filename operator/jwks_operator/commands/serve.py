@@ -12,7 +12,8 @@ import re
 import sys
 from typing import Any
 
-from jwks_operator.commands import argtypes
+from jwks_operator import logs
+from jwks_operator.commands import argtypes, kubeflags
 from jwks_operator.server.hooks import load_verification_hooks
 from jwks_operator.server.kube import ConfigMapSource, KubeConfigError, load_connection
 from jwks_operator.server.runner import ServerSettings, install_stop_signals, run_server
@@ -68,15 +69,8 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
         metavar="PORT",
         help="serve /metrics on this port instead of the main one",
     )
-    parser.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig file (as kubectl)")
-    parser.add_argument("--context", metavar="NAME", help="kubeconfig context (as kubectl)")
-    parser.add_argument(
-        "--log-level",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        default="INFO",
-        help="log level (default INFO)",
-    )
+    kubeflags.add_arguments(parser)
+    logs.add_arguments(parser)
     parser.set_defaults(handler=_handle)
 
 
@@ -94,17 +88,20 @@ def _keyset(text: str) -> tuple[str, str]:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    log_level, log_format = logs.chosen(args, "jwks-operator serve")
     if args.metrics_port is not None and args.metrics_port == args.port != 0:
         print("jwks-operator serve: --metrics-port must differ from --port", file=sys.stderr)
+        return EXIT_USAGE
+    problem = kubeflags.kubeconfig_problem(args.kubeconfig)
+    if problem is not None:
+        print(f"jwks-operator serve: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
         connection = load_connection(args.kubeconfig, args.context)
     except KubeConfigError as error:
         print(f"jwks-operator serve: {error}", file=sys.stderr)
         return EXIT_USAGE
+    logs.configure(log_level, log_format)
     settings = ServerSettings(
         host=args.host,
         port=args.port,
@@ -115,8 +112,11 @@ def _handle(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_serve(settings, connection, args.namespace))
     except OSError as error:  # e.g. the port is taken
-        print(f"jwks-operator serve: {error}", file=sys.stderr)
-        return 1
+        flag = "--port" if args.metrics_port is None else "--port or --metrics-port"
+        ports = f"{args.port}" if args.metrics_port is None else f"{args.port}/{args.metrics_port}"
+        problem = argtypes.listen_problem(args.host, ports, error, flag)
+        print(f"jwks-operator serve: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

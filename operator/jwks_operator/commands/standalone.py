@@ -7,11 +7,11 @@ status 2, so that a service manager shows the reason instead of restarting in a 
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+from jwks_operator import logs
 from jwks_operator.commands import argtypes
 from jwks_operator.standalone.config import ConfigError, load_config, parse_keyset_ref
 from jwks_operator.standalone.publishdir import PublishDir
@@ -59,7 +59,7 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
         metavar="NAMESPACE/NAME",
         help="keyset served at /.well-known/jwks.json",
     )
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    logs.add_arguments(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -68,17 +68,9 @@ def _refuse(message: str) -> int:
     return EXIT_USAGE
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def handle(args: argparse.Namespace) -> int:
     # Imported here: the server and the planner are not needed by the other subcommands.
-    from jwks_operator.standalone.app import Options, default_keyset_problem, run
+    from jwks_operator.standalone.app import CannotListen, Options, default_keyset_problem, run
 
     try:
         config = load_config(args.config)
@@ -116,7 +108,10 @@ def handle(args: argparse.Namespace) -> int:
             default_keyset=default,
             default_keyset_required=args.default_keyset is not None,
         )
-        configure_logging(args.log_level)
-        return asyncio.run(run(options, config, publish_dir))
+        logs.configure(*logs.chosen(args, PROG))
+        try:
+            return asyncio.run(run(options, config, publish_dir))
+        except CannotListen as error:
+            return _refuse(argtypes.listen_problem(error.host, error.port, error.error))
     finally:
         lock.release()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from jwks_operator.commands import kubeflags
 from jwks_operator.core.algorithms import ALGORITHM_NAMES
 from jwks_operator.core.durations import DurationError, parse_duration
 from jwks_operator.core.guard import UnsafeJwksError, parse_public_jwks
@@ -67,7 +68,7 @@ def _register_sign(subparsers: "argparse._SubParsersAction[Any]") -> None:
     source.add_argument(
         "--kube", action="store_true", help="read the keyset's Secret through the kubeconfig"
     )
-    parser.add_argument("--context", help="kubeconfig context (with --kube)")
+    kubeflags.add_arguments(parser, note=" (with --kube)")
     parser.add_argument("--claims", default="{}", help="JSON object of claims (default {})")
     parser.add_argument("--ttl", default="5m", help="lifetime, e.g. 90s, 5m, 1h (default 5m)")
     parser.add_argument("--issuer", help="iss claim")
@@ -138,13 +139,20 @@ def handle_sign(args: argparse.Namespace) -> int:
     namespace, name = args.keyset
     try:
         claims = build_claims(args, int(time.time()))
-        if args.context is not None and not args.kube:
-            raise UsageError("--context only goes with --kube")
-        material: KeyMaterial = (
-            key_from_kubernetes(namespace, name, args.context)
-            if args.kube
-            else key_from_state_dir(args.state_dir, namespace, name)
-        )
+        material: KeyMaterial
+        if args.kube:
+            problem = kubeflags.kubeconfig_problem(args.kubeconfig)
+            if problem is not None:
+                raise UsageError(problem)
+            material = key_from_kubernetes(namespace, name, args.context, args.kubeconfig)
+        else:
+            for flag in ("context", "kubeconfig"):
+                if getattr(args, flag) is not None:
+                    raise UsageError(f"--{flag} only goes with --kube")
+            found = key_from_state_dir(args.state_dir, namespace, name)
+            if found.warning is not None:
+                print(f"jwks-operator sign: warning: {found.warning}", file=sys.stderr)
+            material = found.material
     except UsageError as error:
         return _fail("sign", str(error), EXIT_USAGE)
     except KeySourceError as error:

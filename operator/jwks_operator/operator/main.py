@@ -1,11 +1,13 @@
 """Wiring: settings, the shared login, the API client and the handlers, handed to Kopf."""
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from jwks_operator.core.contract import API_VERSION, KIND
+from jwks_operator.logs import keyset_extra
 from jwks_operator.operator.credentials import SharedLogin
 from jwks_operator.operator.handlers import build_registry
 from jwks_operator.operator.settings import operator_settings
@@ -13,21 +15,23 @@ from jwks_operator.operator.wakeups import Wakers
 from jwks_operator.operator.worker import Runtime
 from jwks_operator.store.kubeclient import KubeClient
 
-_LOG_FORMATS = {
-    "plain": kopf.LogFormat.PLAIN,
-    "full": kopf.LogFormat.FULL,
-    "json": kopf.LogFormat.JSON,
-}
+_log = logging.getLogger("jwks_operator.operator")
 
 
 def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-    """Queue an Event about the keyset through Kopf's poster (it batches and retries)."""
+    """Queue an Event about the keyset through Kopf's poster (it batches and retries), and
+    log it as standalone mode logs its events: one line, with the keyset and the reason
+    as fields of a JSON line (``jwks_operator.logs``)."""
+    metadata = body.get("metadata") or {}
     reference: Any = {
         "apiVersion": body.get("apiVersion") or API_VERSION,
         "kind": body.get("kind") or KIND,
-        "metadata": body.get("metadata") or {},
+        "metadata": metadata,
     }
     kopf.event(kopf.Body(reference), type=type_, reason=reason, message=message)
+    label = f"{metadata.get('namespace')}/{metadata.get('name')}"
+    level = logging.WARNING if type_ == "Warning" else logging.INFO
+    _log.log(level, "%s %s: %s", label, reason, message, extra=keyset_extra(label, reason))
 
 
 def run_operator(
@@ -38,21 +42,11 @@ def run_operator(
     priority: int,
     liveness: str | None,
     resync: float,
-    log_format: str,
-    verbose: bool,
-    debug: bool,
-    quiet: bool,
+    context: str | None = None,
 ) -> int:
-    # Prefix each line with [namespace/name] of its object (Kopf's own CLI does so too).
-    kopf.configure(
-        verbose=verbose,
-        debug=debug,
-        quiet=quiet,
-        log_format=_LOG_FORMATS[log_format],
-        log_prefix=log_format != "json",
-    )
+    """Run Kopf until it stops; logging is already configured (``jwks_operator.logs``)."""
     settings = operator_settings()
-    login = SharedLogin(settings)
+    login = SharedLogin(settings, context)
     runtime = Runtime(client=KubeClient(login.endpoint), post_event=post_event, resync=resync)
     registry = build_registry(runtime, Wakers(), login)
     kopf.run(

@@ -188,9 +188,11 @@ class ConfigMapSource:
         where = scope or "all namespaces"
         backoff = self.settings.backoff_initial
         metrics = self.store.metrics
+        listed = False  # until a first list succeeds there is no snapshot to fall back on
         while True:
             try:
                 resource_version = await self._list(session, scope)
+                listed = True
                 backoff = self.settings.backoff_initial
                 reason = await self._watch(session, scope, resource_version)
                 logger.info("watch of ConfigMaps in %s ended (%s); re-listing", where, reason)
@@ -202,9 +204,10 @@ class ConfigMapSource:
                 metrics.count_watch_restart("error")
                 delay = backoff * (0.5 + random.random() / 2)  # noqa: S311 (jitter)
                 logger.warning(
-                    "ConfigMaps in %s: %s; serving the last snapshot, retrying in %.1fs",
+                    "ConfigMaps in %s: %s; %s, retrying in %.1fs",
                     where,
                     _describe(error),
+                    "serving the last snapshot" if listed else "nothing listed yet, not ready",
                     delay,
                 )
                 await asyncio.sleep(delay)

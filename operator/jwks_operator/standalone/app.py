@@ -56,6 +56,14 @@ class Options:
     """Given on the command line: a reloaded config must still define it."""
 
 
+class CannotListen(Exception):
+    """The listener could not bind (port taken, no permission): nothing was written yet."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        super().__init__(f"{host}:{port}: {error}")
+        self.host, self.port, self.error = host, port, error
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -255,8 +263,7 @@ async def run(options: Options, config: StandaloneConfig, publish_dir: PublishDi
     try:
         await server.start()
     except OSError as error:
-        logger.error("cannot listen on %s:%d: %s", options.host, options.port, error.strerror)
-        return 1
+        raise CannotListen(options.host, options.port, error) from None
     app = Standalone(options, config, snapshots, publish_dir)
     stop = asyncio.Event()
     app.install_signal_handlers(stop)

@@ -8,13 +8,17 @@ user's RBAC: reading the JwksKeySet for its ``secretName``, then the Secret).
 
 import base64
 import binascii
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from jwks_operator.core.contract import GROUP, PLURAL, SECRET_KEYS, VERSION
 from jwks_operator.core.keys import KeyMaterial
 from jwks_operator.core.state import CorruptStateError, state_from_json
-from jwks_operator.store.localdir import private_path
+from jwks_operator.standalone.statedir import StateDirError, check_state_dir
+from jwks_operator.standalone.status import keyset_status, overdue_warning
+from jwks_operator.store.localdir import private_path, public_path
 
 KUBE_TIMEOUT: Final = 15
 
@@ -37,9 +41,21 @@ def active_key(keys_json: str | bytes, where: str) -> KeyMaterial:
     return state.active.material
 
 
-def key_from_state_dir(state_dir: Path, namespace: str, name: str) -> KeyMaterial:
-    if not state_dir.is_dir():
-        raise KeySourceError(f"state directory {state_dir} does not exist", usage=True)
+@dataclass(frozen=True)
+class StateDirKey:
+    material: KeyMaterial
+    warning: str | None
+    """Set when the state is overdue (no instance is rotating it): ``sign`` prints it."""
+
+
+def key_from_state_dir(
+    state_dir: Path, namespace: str, name: str, now: datetime | None = None
+) -> StateDirKey:
+    """The active key, after the same directory checks as ``standalone`` (0700, owner, 0600)."""
+    try:
+        check_state_dir(state_dir)
+    except StateDirError as error:
+        raise KeySourceError(str(error), usage=True) from None
     path = private_path(state_dir, namespace, name)
     try:
         text = path.read_bytes()
@@ -54,18 +70,30 @@ def key_from_state_dir(state_dir: Path, namespace: str, name: str) -> KeyMateria
         ) from None
     except PermissionError:
         raise KeySourceError(f"{path}: permission denied") from None
-    return active_key(text, str(path))
+    material = active_key(text, str(path))
+    try:
+        public_record: bytes | None = public_path(state_dir, namespace, name).read_bytes()
+    except OSError:
+        public_record = None
+    moment = now or datetime.now(UTC)
+    status = keyset_status(f"{namespace}/{name}", text, public_record, moment)
+    return StateDirKey(material, overdue_warning(status, moment))
 
 
-def key_from_kubernetes(namespace: str, name: str, context: str | None = None) -> KeyMaterial:
-    """Read the keyset's Secret through the kubeconfig (``KUBECONFIG`` or ~/.kube/config)."""
+def key_from_kubernetes(
+    namespace: str, name: str, context: str | None = None, kubeconfig: str | None = None
+) -> KeyMaterial:
+    """Read the keyset's Secret through the kubeconfig (``--kubeconfig``, ``KUBECONFIG``,
+    ~/.kube/config)."""
     import urllib3
     from kubernetes import client, config  # imported here: slow, and only --kube needs it
     from kubernetes.client.exceptions import ApiException
     from kubernetes.config.config_exception import ConfigException
 
     try:
-        config.load_kube_config(context=context)  # type: ignore[no-untyped-call]
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context
+        )
     except (ConfigException, FileNotFoundError, TypeError) as error:
         raise KeySourceError(f"cannot load the kubeconfig: {error}", usage=True) from None
     except Exception as error:  # malformed YAML, bad base64 certificate data, ...

@@ -17,6 +17,7 @@ from typing import Final
 from jwks_operator.core.guard import UnsafeJwksError
 from jwks_operator.core.state import CorruptStateError
 from jwks_operator.core.timefmt import format_time
+from jwks_operator.logs import keyset_extra
 from jwks_operator.reconcile import Outcome, reconcile
 from jwks_operator.standalone.config import KeySetConfig
 from jwks_operator.store.base import KeySetStore
@@ -88,6 +89,7 @@ class KeySetRunner:
                 keyset.label,
                 describe_error(error),
                 delay,
+                extra=keyset_extra(keyset.label),
             )
             return delay
         self._failures = 0
@@ -105,9 +107,16 @@ def log_outcome(label: str, outcome: Outcome) -> None:
     """One line per event (reason, kids in the message); then where the keyset stands."""
     for event in outcome.events:
         level = logging.WARNING if event.type == "Warning" else logging.INFO
-        logger.log(level, "%s %s: %s", label, event.reason, event.message)
+        extra = keyset_extra(label, event.reason)
+        logger.log(level, "%s %s: %s", label, event.reason, event.message, extra=extra)
     if not outcome.ready.status:
-        logger.warning("%s not ready (%s): %s", label, outcome.ready.reason, outcome.ready.message)
+        logger.warning(
+            "%s not ready (%s): %s",
+            label,
+            outcome.ready.reason,
+            outcome.ready.message,
+            extra=keyset_extra(label, outcome.ready.reason),
+        )
     elif outcome.events or outcome.wrote:
         logger.info(
             "%s: active %s, next %s, %d key(s) published; next change at %s",
@@ -116,6 +125,7 @@ def log_outcome(label: str, outcome: Outcome) -> None:
             outcome.next_kid or "-",
             len(outcome.keys),
             format_time(outcome.next_change) if outcome.next_change else "-",
+            extra=keyset_extra(label),
         )
 
 

@@ -41,6 +41,20 @@ def prepare_state_dir(path: Path) -> Path:
         raise StateDirError(f"state directory {path}: {error.strerror or error}") from None
 
 
+def check_state_dir(path: Path) -> Path:
+    """The checks of ``prepare_state_dir`` for a reader (``sign``, ``status``): never creates.
+
+    A reader of private keys holds them to the same rule as the writer: a directory that
+    anyone else could read is refused, not used.
+    """
+    if not path.is_dir():
+        raise StateDirError(f"state directory {path} does not exist")
+    try:
+        return _check(path)
+    except OSError as error:
+        raise StateDirError(f"state directory {path}: {error.strerror or error}") from None
+
+
 def _prepare_state_dir(path: Path) -> Path:
     if not path.exists():
         try:
@@ -49,6 +63,10 @@ def _prepare_state_dir(path: Path) -> Path:
             fsync_directory(path.resolve().parent)
         except OSError as error:
             raise StateDirError(f"cannot create state directory {path}: {error.strerror}") from None
+    return _check(path)
+
+
+def _check(path: Path) -> Path:
     resolved = path.resolve()
     info = resolved.stat()
     if not stat.S_ISDIR(info.st_mode):
