@@ -208,10 +208,10 @@ def base_url(workloads: Workloads) -> str:
 def test_watches_resumed_after_a_restart_and_compaction_relist_and_miss_nothing(
     workloads: Workloads, local_plane: ControlPlane
 ) -> None:
-    """A watch resumed from a resourceVersion the API server no longer has (etcd compacted
-    it while the clients were stopped, across an API server restart) gets 410 Gone: the
-    server and the operator re-list, and what changed while they were away is served and
-    acted on."""
+    """A watch resumed from a resourceVersion the API server no longer has (it left the watch
+    cache, and etcd compacted it, while the clients were stopped across an API server
+    restart) gets 410 Gone: the server and the operator re-list, and what changed while
+    they were away is served and acted on."""
     assert workloads.server is not None and workloads.operator is not None
     kube.apply(kube.keyset_doc(NS, "relist", algorithm="ES256"))
     status = kube.wait_for("relist Ready", lambda: kube.ready(NS, "relist"))["status"]
@@ -223,20 +223,21 @@ def test_watches_resumed_after_a_restart_and_compaction_relist_and_miss_nothing(
     try:
         local_plane.kill("kube-apiserver")
         local_plane.restart("kube-apiserver")
-        # Changes while both are away: a rotation request, and churn for etcd to compact.
+        # Changes while both are away: a rotation request, and churn that pushes the
+        # clients' resourceVersion out of the API server's watch cache. The cache keeps
+        # every event younger than 75 s (growing as needed) and evicts older ones only
+        # when full: a burst, a pause past 75 s, then a bigger burst.
         kube.kubectl(
             "-n", NS, "annotate", "--overwrite", "jwks", "relist", f"{contract.ROTATE_ANNOTATION}=1"
         )
-        for index in range(30):
-            kube.kubectl(
-                "-n", NS, "create", "configmap", f"churn-{index}", "--from-literal=a=b", check=False
-            )
-        # The API server compacts etcd every 20 s up to the revision of its previous tick:
-        # within two ticks of the churn, the stopped clients' resourceVersion is gone.
+        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "churn"}})
+        churn("a", 200)
+        time.sleep(80)
+        churn("b", 300)
         kube.wait_for(
-            "etcd to compact the clients' resourceVersion away",
+            "the clients' resourceVersion to leave the watch cache",
             lambda: watch_answer(old_version) == 410,
-            timeout=120,
+            timeout=60,
         )
     finally:
         workloads.server.send_signal(signal.SIGCONT)
@@ -256,6 +257,20 @@ def test_watches_resumed_after_a_restart_and_compaction_relist_and_miss_nothing(
         )
     log = workloads.server.output()[server_log_before:]
     assert "re-listing" in log or "retrying" in log, log[-2000:]
+
+
+def churn(prefix: str, count: int) -> None:
+    """``count`` new ConfigMaps in one ``kubectl apply`` (one watch event each)."""
+    items = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"{prefix}{index}", "namespace": "churn"},
+            "data": {"a": "b"},
+        }
+        for index in range(count)
+    ]
+    kube.apply({"apiVersion": "v1", "kind": "List", "items": items})
 
 
 def watch_answer(resource_version: str) -> int:
