@@ -6,8 +6,9 @@ wake it for the echoes of its own writes, or every reconciliation would cause an
 (and "exactly once per change" would be false). So:
 
 - a JwksKeySet event wakes the daemon only when its generation, spec or
-  ``jwks.dev/rotate`` annotation differs from what the last reconciliation used (status
-  patches and Kopf's finalizer bookkeeping do not);
+  ``jwks.dev/rotate`` annotation differs from what the last reconciliation used, or when
+  the kids of ``status.keys`` differ from the ones the daemon last wrote (what servers
+  trust; other status changes and Kopf's finalizer bookkeeping do not);
 - a Secret/ConfigMap event wakes it only for the keyset's current target names, and only
   when the object's resourceVersion is not one the store read or wrote itself. A
   deletion always wakes it. The check is repeated when the daemon wakes up, because an
@@ -38,6 +39,16 @@ def change_key(body: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def listed_kids(status: Mapping[str, Any] | None) -> frozenset[str]:
+    """The kids a keyset's ``status.keys`` lists: the keys servers may serve."""
+    entries = (status or {}).get("keys")
+    if not isinstance(entries, list):
+        return frozenset()
+    return frozenset(
+        str(entry["kid"]) for entry in entries if isinstance(entry, Mapping) and "kid" in entry
+    )
+
+
 @dataclass(frozen=True)
 class _Pending:
     reason: str
@@ -55,6 +66,8 @@ class Waker:
         self.uid = uid
         self.seen: tuple[Any, ...] | None = None
         self.targets: dict[str, str] = {}
+        self.listed: frozenset[str] | None = None
+        """The kids this keyset's daemon last wrote to ``status.keys``."""
         self._event = asyncio.Event()
         self._pending: list[_Pending] = []
         self._known: dict[tuple[str, str], deque[str]] = {}
@@ -71,10 +84,22 @@ class Waker:
 
     # -- watch events
     def keyset_event(self, body: Mapping[str, Any]) -> bool:
-        if self.seen is None or change_key(body) == self.seen:
+        if self.seen is None:
             return False
-        self._wake(_Pending("keyset changed"))
-        return True
+        if change_key(body) != self.seen:
+            self._wake(_Pending("keyset changed"))
+            return True
+        status = body.get("status") or {}
+        if (
+            self.listed is not None
+            and isinstance(status, Mapping)
+            and listed_kids(status) != self.listed
+        ):
+            # status.keys is what servers trust: rewrite it when someone else changed it
+            # (an older event of our own only costs one reconciliation that writes nothing).
+            self._wake(_Pending("status edited"))
+            return True
+        return False
 
     def object_event(self, kind: str, name: str, event_type: str | None, version: str) -> bool:
         if self.targets.get(kind) != name:

@@ -22,7 +22,7 @@ from jwks_operator.core.contract import API_VERSION, KEYSET_LABEL, PLURAL, ROTAT
 from jwks_operator.core.spec import SpecError, parse_spec
 from jwks_operator.core.timefmt import format_time
 from jwks_operator.operator.status import ready_changed, render_status, status_patch
-from jwks_operator.operator.wakeups import Waker, change_key
+from jwks_operator.operator.wakeups import Waker, change_key, listed_kids
 from jwks_operator.reconcile import Condition, Outcome, not_ready, reconcile
 from jwks_operator.store.kubeclient import KubeApiError, KubeClient, object_path
 from jwks_operator.store.kubernetes import (
@@ -151,16 +151,21 @@ class KeySetWorker:
             await self.report(body, outcome, generation, reasons)
             return runtime.resync
         self.waker.targets = {SECRET: spec.secret_name, CONFIGMAP: spec.config_map_name}
+        if "status edited" in reasons:
+            self.last_status = None  # someone else wrote status: believe the body, not us
         store = KubernetesStore(
             runtime.client,
             namespace=self.waker.namespace,
             spec=spec,
             owner=Owner(self.waker.name, str(meta.get("uid") or self.waker.uid)),
             tracker=self.waker,
+            listed=listed_kids(self.previous_status(body)),
         )
         rotate = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
         async with runtime.slots:
             outcome = await reconcile(spec, store, clock=runtime.clock, rotate_request=rotate)
+        if store.status_written is not None:
+            self.last_status = store.status_written
         await self.report(body, outcome, generation, reasons)
         if store.migrated_from is not None:
             runtime.post_event(
@@ -178,6 +183,10 @@ class KeySetWorker:
         due = (outcome.next_change - runtime.clock()).total_seconds()
         return min(runtime.resync, max(SLACK, due + SLACK))
 
+    def previous_status(self, body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The status as last written by this worker, else as the watch last showed it."""
+        return self.last_status if self.last_status is not None else body.get("status")
+
     async def report(
         self,
         body: Mapping[str, Any],
@@ -186,7 +195,7 @@ class KeySetWorker:
         reasons: list[str],
     ) -> None:
         """Events, status (what ``kubectl get`` shows), then one log line."""
-        previous = self.last_status if self.last_status is not None else body.get("status")
+        previous = self.previous_status(body)
         desired = render_status(
             outcome, generation=generation, previous=previous, now=self.runtime.clock()
         )
@@ -240,6 +249,7 @@ class KeySetWorker:
         response = await self.runtime.client.merge_patch(path, {"status": patch})
         status = response.get("status")
         self.last_status = dict(status) if isinstance(status, Mapping) else None
+        self.waker.listed = listed_kids(self.last_status)
 
     async def report_failure(self, error: BaseException, failures: int) -> float:
         delay = min(MAX_BACKOFF, 2.0 ** (failures - 1))
