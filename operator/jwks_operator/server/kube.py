@@ -379,13 +379,13 @@ class ConfigMapSource:
                 and (scope is None or namespace == scope)
             ):
                 fresh[(namespace, name)] = obj
-        known = self._keysets if kind is KEYSETS else self._maps
+        known = list(self._keysets if kind is KEYSETS else self._maps)
         with self._lock, self.store.batch() as batch:
-            for key in list(known):
+            for key in known:
                 if (scope is None or key[0] == scope) and key not in fresh:
                     self._set(batch, kind, key, None)
-            for key, obj in fresh.items():
-                self._set(batch, kind, key, obj)
+            for key, current in fresh.items():
+                self._set(batch, kind, key, current)
 
     def _set(
         self,

@@ -22,7 +22,9 @@ removed a key the operator rebuilds the ConfigMap from its Secret. The server se
 keys it can vouch for and reports the absent kid; it never invents one.
 
 Everything else the ConfigMap holds (discovery document, verification policy) is taken
-from the bound ConfigMap as it is, and the guard of the snapshot store still applies.
+from the bound ConfigMap as it is. A document the guard refuses (private material, an
+``oct`` key, duplicate kids, not JSON) is handed on whole, so that the snapshot store's
+guard refuses it and keeps the last good body: it is never quietly cleaned here.
 """
 
 import json
@@ -39,6 +41,7 @@ from jwks_operator.core.contract import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
 )
+from jwks_operator.core.guard import UnsafeJwksError, parse_public_jwks
 from jwks_operator.core.keys import thumbprint
 
 RefusalReason = Literal["unlisted", "thumbprint", "absent", "malformed"]
@@ -173,14 +176,13 @@ def decide(keyset: KeySetRecord | None, published: PublishedMap | None) -> Decis
     if raw is None:
         return Decision(dict(published.data))
     try:
-        document = json.loads(raw)
-        keys = document["keys"]
-        if not isinstance(document, dict) or not isinstance(keys, list):
-            raise TypeError
-    except (ValueError, TypeError, KeyError):
-        # Not a JWKS at all: hand it on unchanged, so that the store's guard refuses it
-        # (and keeps the last good body) exactly as before.
+        document = parse_public_jwks(raw)
+    except UnsafeJwksError:
+        # Private material, a symmetric key, duplicate kids, not JSON: the whole document
+        # goes on unchanged so that the store's guard refuses it (and keeps the last good
+        # body), rather than being quietly cleaned here, which would hide a leak.
         return Decision(dict(published.data))
+    keys = document["keys"]
     kept: list[Any] = []
     refused: list[Refusal] = []
     seen: set[str] = set()
