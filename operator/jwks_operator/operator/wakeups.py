@@ -49,6 +49,19 @@ def listed_kids(status: Mapping[str, Any] | None) -> frozenset[str]:
     )
 
 
+def _older(version: str, than: str) -> bool:
+    """Whether an event predates our own write (a late echo of the past, not an edit).
+
+    resourceVersions are opaque by contract, but every API server in use (etcd's revision,
+    the emulator) issues increasing integers; when they do not parse, nothing is assumed
+    older and the daemon reconciles once more, which writes nothing when all is well.
+    """
+    try:
+        return int(version) < int(than)
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class _Pending:
     reason: str
@@ -67,7 +80,9 @@ class Waker:
         self.seen: tuple[Any, ...] | None = None
         self.targets: dict[str, str] = {}
         self.listed: frozenset[str] | None = None
-        """The kids this keyset's daemon last wrote to ``status.keys``."""
+        """The kids this keyset's daemon last wrote to ``status.keys``..."""
+        self.listed_version = ""
+        """...and the keyset's resourceVersion that write produced."""
         self._event = asyncio.Event()
         self._pending: list[_Pending] = []
         self._known: dict[tuple[str, str], deque[str]] = {}
@@ -82,6 +97,9 @@ class Waker:
     def _known_version(self, kind: str, name: str, version: str) -> bool:
         return version in self._known.get((kind, name), ())
 
+    def wrote_status(self, listed: frozenset[str], resource_version: str) -> None:
+        self.listed, self.listed_version = listed, resource_version
+
     # -- watch events
     def keyset_event(self, body: Mapping[str, Any]) -> bool:
         if self.seen is None:
@@ -90,13 +108,14 @@ class Waker:
             self._wake(_Pending("keyset changed"))
             return True
         status = body.get("status") or {}
+        version = str((body.get("metadata") or {}).get("resourceVersion") or "")
         if (
             self.listed is not None
             and isinstance(status, Mapping)
             and listed_kids(status) != self.listed
+            and not _older(version, self.listed_version)
         ):
-            # status.keys is what servers trust: rewrite it when someone else changed it
-            # (an older event of our own only costs one reconciliation that writes nothing).
+            # status.keys is what servers trust: rewrite it when someone else changed it.
             self._wake(_Pending("status edited"))
             return True
         return False

@@ -166,6 +166,7 @@ class KeySetWorker:
             outcome = await reconcile(spec, store, clock=runtime.clock, rotate_request=rotate)
         if store.status_written is not None:
             self.last_status = store.status_written
+            self.waker.wrote_status(listed_kids(self.last_status), store.status_version)
         await self.report(body, outcome, generation, reasons)
         if store.migrated_from is not None:
             runtime.post_event(
@@ -249,7 +250,8 @@ class KeySetWorker:
         response = await self.runtime.client.merge_patch(path, {"status": patch})
         status = response.get("status")
         self.last_status = dict(status) if isinstance(status, Mapping) else None
-        self.waker.listed = listed_kids(self.last_status)
+        version = str((response.get("metadata") or {}).get("resourceVersion") or "")
+        self.waker.wrote_status(listed_kids(self.last_status), version)
 
     async def report_failure(self, error: BaseException, failures: int) -> float:
         delay = min(MAX_BACKOFF, 2.0 ** (failures - 1))

@@ -201,7 +201,10 @@ class ConfigMapSource:
         self._by_map: dict[tuple[str, str], set[str]] = {}
         """(namespace, ConfigMap name) -> the keysets that publish through it."""
         self._refused: dict[tuple[str, str], frozenset[Refusal]] = {}
+        self._claims: dict[tuple[str, str], set[str]] = {}
+        """(namespace, keyset label) -> the ConfigMaps labelled for that keyset."""
         self._unbound: dict[tuple[str, str], PublishedMap] = {}
+        """Labelled ConfigMaps reported as not served (so each is reported once)."""
 
     async def run(self) -> None:
         connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context or False)
@@ -404,40 +407,33 @@ class ConfigMapSource:
                 self._keysets[key] = record
                 self._by_map.setdefault((namespace, record.config_map_name), set()).add(name)
             self._resolve(batch, namespace, name)
+            for claimant in sorted(self._claims.get(key, ())):
+                self._check_claim((namespace, claimant))
             return
         published = published_map(obj, _modified(obj.get("metadata") or {})) if obj else None
-        self._maps.pop(key, None)
+        before_map = self._maps.pop(key, None)
+        if before_map is not None:
+            self._claims.get((namespace, before_map.keyset), set()).discard(name)
         if published is not None:
             self._maps[key] = published
-            bound = self._keysets.get((namespace, published.keyset))
-            if bound is None or bound.config_map_name != name:
-                self._report_unbound(published)
-            else:
-                self._unbound.pop(key, None)
-        else:
-            self._unbound.pop(key, None)
+            self._claims.setdefault((namespace, published.keyset), set()).add(name)
+        self._check_claim(key)
         for keyset in sorted(self._by_map.get(key, ())):
             self._resolve(batch, namespace, keyset)
 
-    def _report_unbound(self, published: PublishedMap) -> None:
-        """A labelled ConfigMap its keyset does not publish through: never served, reported.
-
-        Reported once per content, not on every re-list. A ConfigMap whose keyset is not
-        known (yet: the two watches are separate streams) is only logged at info: nothing
-        is served for a keyset that does not exist.
-        """
-        key = (published.namespace, published.name)
+    def _check_claim(self, key: tuple[str, str]) -> None:
+        """Report a labelled ConfigMap its keyset does not publish through (planted, or
+        relabelled): it is never served. Reported once per content, not on every re-list;
+        only once its keyset is known (the two watches are separate streams), since nothing
+        is served for a keyset that does not exist."""
+        published = self._maps.get(key)
+        keyset = self._keysets.get((key[0], published.keyset)) if published else None
+        if published is None or keyset is None or keyset.config_map_name == key[1]:
+            self._unbound.pop(key, None)
+            return
         if self._unbound.get(key) == published:
             return
         self._unbound[key] = published
-        keyset = self._keysets.get((published.namespace, published.keyset))
-        if keyset is None:
-            logger.info(
-                "ConfigMap %s/%s claims keyset %s, which does not exist; not served",
-                *key,
-                published.keyset,
-            )
-            return
         logger.warning(
             "ConfigMap %s/%s claims keyset %s, which publishes through %s; not served",
             *key,

@@ -140,6 +140,7 @@ class KubernetesStore:
         """The kids the keyset's ``status.keys`` lists now (what servers will serve)."""
         self.status_written: dict[str, Any] | None = None
         """The keyset's status as the trust write left it, if it wrote."""
+        self.status_version = ""
         self._tracker = tracker
         self._objects: dict[str, dict[str, Any] | None] = {}
         self.migrated_from: str | None = None
@@ -228,6 +229,7 @@ class KubernetesStore:
         response = await self._client.merge_patch(path, {"status": {"keys": list(keys)}})
         status = response.get("status")
         self.status_written = dict(status) if isinstance(status, Mapping) else None
+        self.status_version = str((response.get("metadata") or {}).get("resourceVersion") or "")
         self._listed = kids
 
     async def write_public(
