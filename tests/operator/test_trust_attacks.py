@@ -209,12 +209,17 @@ def test_wiped_status_serves_nothing_until_the_operator_restores_it(
     _, real = real_keyset(operator, "wiped")
     with Watcher(port, "wiped") as watcher:
         watcher.wait_served(real)
+        before = untrusted(port, "unlisted")
         operator.cluster.patch(
             KEYSETS, "wiped", {"status": {"keys": None}}, "default", subresource="status"
         )
-        # The server fails closed (it serves none of the keys) until the operator, woken by
-        # the change of what status lists, writes status again; then the keys come back.
-        watcher.wait_served(set())
+        # The server fails closed (it refuses every key: none is listed) until the operator,
+        # woken by the change of what status lists, writes status again; then the keys are
+        # served again. The empty moment may be too short for the watcher to see.
+        deadline = time.monotonic() + 10
+        while untrusted(port, "unlisted") < before + len(real):
+            assert time.monotonic() < deadline, "the server never saw the wiped status"
+            time.sleep(0.02)
         watcher.wait_served(real)
     assert watcher.ever == real
     keyset = operator.keyset("wiped")
