@@ -7,8 +7,8 @@ wake it for the echoes of its own writes, or every reconciliation would cause an
 
 - a JwksKeySet event wakes the daemon only when its generation, spec or
   ``jwks.dev/rotate`` annotation differs from what the last reconciliation used, or when
-  the kids of ``status.keys`` differ from the ones the daemon last wrote (what servers
-  trust; other status changes and Kopf's finalizer bookkeeping do not);
+  ``status.keys`` lists a set of kids the daemon never wrote (what servers trust; other
+  status changes and Kopf's finalizer bookkeeping do not);
 - a Secret/ConfigMap event wakes it only for the keyset's current target names, and only
   when the object's resourceVersion is not one the store read or wrote itself. A
   deletion always wakes it. The check is repeated when the daemon wakes up, because an
@@ -49,19 +49,6 @@ def listed_kids(status: Mapping[str, Any] | None) -> frozenset[str]:
     )
 
 
-def _older(version: str, than: str) -> bool:
-    """Whether an event predates our own write (a late echo of the past, not an edit).
-
-    resourceVersions are opaque by contract, but every API server in use (etcd's revision,
-    the emulator) issues increasing integers; when they do not parse, nothing is assumed
-    older and the daemon reconciles once more, which writes nothing when all is well.
-    """
-    try:
-        return int(version) < int(than)
-    except ValueError:
-        return False
-
-
 @dataclass(frozen=True)
 class _Pending:
     reason: str
@@ -79,10 +66,8 @@ class Waker:
         self.uid = uid
         self.seen: tuple[Any, ...] | None = None
         self.targets: dict[str, str] = {}
-        self.listed: frozenset[str] | None = None
-        """The kids this keyset's daemon last wrote to ``status.keys``..."""
-        self.listed_version = ""
-        """...and the keyset's resourceVersion that write produced."""
+        self._vouched: deque[frozenset[str]] = deque(maxlen=_KNOWN_VERSIONS)
+        """The kid sets this daemon wrote to ``status.keys`` (recorded before each write)."""
         self._event = asyncio.Event()
         self._pending: list[_Pending] = []
         self._known: dict[tuple[str, str], deque[str]] = {}
@@ -97,8 +82,10 @@ class Waker:
     def _known_version(self, kind: str, name: str, version: str) -> bool:
         return version in self._known.get((kind, name), ())
 
-    def wrote_status(self, listed: frozenset[str], resource_version: str) -> None:
-        self.listed, self.listed_version = listed, resource_version
+    def vouched(self, kids: frozenset[str]) -> None:
+        """``status.keys`` is about to list exactly ``kids`` (written by this daemon)."""
+        if kids not in self._vouched:
+            self._vouched.append(kids)
 
     # -- watch events
     def keyset_event(self, body: Mapping[str, Any]) -> bool:
@@ -107,15 +94,19 @@ class Waker:
         if change_key(body) != self.seen:
             self._wake(_Pending("keyset changed"))
             return True
-        status = body.get("status") or {}
-        version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        status = body.get("status")
         if (
-            self.listed is not None
+            self._vouched
             and isinstance(status, Mapping)
-            and listed_kids(status) != self.listed
-            and not _older(version, self.listed_version)
+            and status
+            and listed_kids(status) not in self._vouched
         ):
-            # status.keys is what servers trust: rewrite it when someone else changed it.
+            # status.keys is what servers trust: rewrite it when someone else changed it. A
+            # late event of our own carries a kid set we wrote, and the daemon never writes
+            # an empty one, so a wiped list wakes it. An event with no status at all is the
+            # keyset as created, before our first write (a late ADDED event); a status
+            # removed as a whole is rewritten at the next resync, and until then servers
+            # serve none of its keys (they fail closed).
             self._wake(_Pending("status edited"))
             return True
         return False

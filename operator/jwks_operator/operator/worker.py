@@ -166,7 +166,6 @@ class KeySetWorker:
             outcome = await reconcile(spec, store, clock=runtime.clock, rotate_request=rotate)
         if store.status_written is not None:
             self.last_status = store.status_written
-            self.waker.wrote_status(listed_kids(self.last_status), store.status_version)
         await self.report(body, outcome, generation, reasons)
         if store.migrated_from is not None:
             runtime.post_event(
@@ -246,12 +245,12 @@ class KeySetWorker:
         patch = status_patch(desired, previous)
         if patch is None:
             return
+        if "keys" in patch:
+            self.waker.vouched(listed_kids(patch))  # before the write: its echo may come first
         path = object_path(API_VERSION, PLURAL, self.waker.namespace, self.waker.name, "status")
         response = await self.runtime.client.merge_patch(path, {"status": patch})
         status = response.get("status")
         self.last_status = dict(status) if isinstance(status, Mapping) else None
-        version = str((response.get("metadata") or {}).get("resourceVersion") or "")
-        self.waker.wrote_status(listed_kids(self.last_status), version)
 
     async def report_failure(self, error: BaseException, failures: int) -> float:
         delay = min(MAX_BACKOFF, 2.0 ** (failures - 1))

@@ -62,6 +62,9 @@ class Tracker(Protocol):
     def observed(self, kind: str, name: str, resource_version: str) -> None:
         """``kind``/``name`` is known to be at ``resource_version`` (read or written by us)."""
 
+    def vouched(self, kids: frozenset[str]) -> None:
+        """The keyset's ``status.keys`` is about to list exactly ``kids`` (our own write)."""
+
 
 @dataclass(frozen=True)
 class Owner:
@@ -140,7 +143,6 @@ class KubernetesStore:
         """The kids the keyset's ``status.keys`` lists now (what servers will serve)."""
         self.status_written: dict[str, Any] | None = None
         """The keyset's status as the trust write left it, if it wrote."""
-        self.status_version = ""
         self._tracker = tracker
         self._objects: dict[str, dict[str, Any] | None] = {}
         self.migrated_from: str | None = None
@@ -225,11 +227,12 @@ class KubernetesStore:
         kids = frozenset(str(entry["kid"]) for entry in keys)
         if kids <= self._listed:
             return
+        if self._tracker is not None:
+            self._tracker.vouched(kids)  # before the write: its echo may come first
         path = object_path(API_VERSION, PLURAL, self._namespace, self._spec.name, "status")
         response = await self._client.merge_patch(path, {"status": {"keys": list(keys)}})
         status = response.get("status")
         self.status_written = dict(status) if isinstance(status, Mapping) else None
-        self.status_version = str((response.get("metadata") or {}).get("resourceVersion") or "")
         self._listed = kids
 
     async def write_public(
