@@ -16,7 +16,7 @@ key is re-published, or its pre-publication starts a little later (the safe dire
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,7 @@ from jwks_operator.core.lifecycle import (
     public_jwks,
 )
 from jwks_operator.core.publication import configmap_data
+from jwks_operator.core.readiness import Facts, Verdict, decide
 from jwks_operator.core.report import key_summaries
 from jwks_operator.core.secretdata import secret_data
 from jwks_operator.core.spec import KeySetSpec
@@ -69,14 +70,28 @@ class Outcome:
     revision: int | None = None
     keys: list[dict[str, Any]] = field(default_factory=list)
     wrote: bool = False
+    notice: LifecycleEvent | None = None
+    """The Event of the Ready verdict (``readiness``), when it is a warning."""
+    notice_each_time: bool = False
+    """Post ``notice`` on every reconciliation, not only when the condition changes."""
 
 
-def not_ready(reason: str, message: str) -> Outcome:
+def _ready(verdict: Verdict) -> tuple[Condition, LifecycleEvent | None]:
+    condition = Condition("Ready", verdict.ready, verdict.reason, verdict.message)
+    notice = LifecycleEvent("Warning", verdict.reason, verdict.message) if verdict.warning else None
+    return condition, notice
+
+
+def refused(facts: Facts) -> Outcome:
     """An outcome for a keyset that could not be reconciled: the last good JWKS stays."""
+    verdict = decide(facts)
+    assert not verdict.ready, verdict
+    ready, notice = _ready(verdict)
     return Outcome(
-        ready=Condition("Ready", False, reason, message),
-        rotating=Condition("Rotating", False, reason, "not reconciled"),
-        events=(LifecycleEvent("Warning", reason, message),),
+        ready=ready,
+        rotating=Condition("Rotating", False, verdict.reason, "not reconciled"),
+        notice=notice,
+        notice_each_time=verdict.each_time,
     )
 
 
@@ -90,7 +105,7 @@ async def reconcile(
 ) -> Outcome:
     stored = await store.read()
     if stored.conflict is not None:
-        return not_ready("NameConflict", stored.conflict)
+        return refused(Facts(conflict=stored.conflict))
     events: list[LifecycleEvent] = []
     now = clock()
     if stored.private_state is None:
@@ -120,10 +135,11 @@ async def reconcile(
         try:
             state = await asyncio.to_thread(state_from_json, stored.private_state)
         except CorruptStateError as error:
-            return not_ready(
-                "CorruptSecret",
-                f"{spec.secret_name}: {error}; keys are neither regenerated nor unpublished "
-                "until it is repaired or deleted",
+            return refused(
+                Facts(
+                    corrupt_secret=f"{spec.secret_name}: {error}; keys are neither regenerated "
+                    "nor unpublished until it is repaired or deleted"
+                )
             )
 
     state, now = await _catch_up_publication(spec, store, state, clock, now)
@@ -137,19 +153,17 @@ async def reconcile(
     state, public_outcome = await _publish(
         spec, store, settled, result.jwks, clock, stored_as=result.state
     )
+    repaired = None
     if stored.private_state is not None and public_outcome is not WriteOutcome.UNCHANGED:
         damaged = stored.public_data is None or not stored.public_intact
         if damaged and not result.events:
-            events.append(
-                LifecycleEvent(
-                    "Warning",
-                    "PublicKeysRepaired",
-                    f"{spec.config_map_name} was "
-                    f"{'missing' if stored.public_data is None else 'edited'}; "
-                    "rebuilt from the private key state",
-                )
+            repaired = (
+                f"{spec.config_map_name} was "
+                f"{'missing' if stored.public_data is None else 'edited'}; "
+                "rebuilt from the private key state"
             )
-    return _outcome(spec, state, tuple(events), wrote is not WriteOutcome.UNCHANGED)
+    facts = Facts(repaired=repaired, untrusted_configmaps=stored.untrusted_configmaps)
+    return _outcome(spec, state, tuple(events), wrote is not WriteOutcome.UNCHANGED, facts)
 
 
 async def _publish(
@@ -267,7 +281,11 @@ def _recover_public_keys(
 
 
 def _outcome(
-    spec: KeySetSpec, state: KeySetState, events: tuple[LifecycleEvent, ...], wrote: bool
+    spec: KeySetSpec,
+    state: KeySetState,
+    events: tuple[LifecycleEvent, ...],
+    wrote: bool,
+    facts: Facts,
 ) -> Outcome:
     active, upcoming = state.active, state.next
     rotation = activation_due(spec, state)
@@ -293,8 +311,12 @@ def _outcome(
             else "no retired key is published"
         ),
     )
+    verdict = decide(replace(facts, summary=ready_message))
+    ready, notice = _ready(verdict)
     return Outcome(
-        ready=Condition("Ready", True, "KeysPublished", ready_message),
+        ready=ready,
+        notice=notice,
+        notice_each_time=verdict.each_time,
         rotating=rotating,
         events=events,
         active_kid=active.kid if active else None,

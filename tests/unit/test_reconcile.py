@@ -112,11 +112,17 @@ async def test_edited_public_documents_are_repaired_with_an_event() -> None:
     store.public[CONFIGMAP_JWKS] = '{"keys":[]}'
     outcome = await reconcile(SPEC, store, clock=clock, new_key=PooledKeyFactory())
     assert store.public == good
-    assert [(e.type, e.reason) for e in outcome.events] == [("Warning", "PublicKeysRepaired")]
+    assert outcome.events == ()
+    assert outcome.notice is not None and outcome.notice_each_time
+    assert (outcome.notice.type, outcome.notice.reason) == ("Warning", "PublicKeysRepaired")
+    assert (outcome.ready.status, outcome.ready.reason) == (True, "PublicKeysRepaired")
     store.public = None
     outcome = await reconcile(SPEC, store, clock=clock, new_key=PooledKeyFactory())
     assert store.public == good
-    assert "missing" in outcome.events[0].message
+    assert outcome.notice is not None and "missing" in outcome.notice.message
+    # Repaired, the next reconciliation is plain KeysPublished again.
+    outcome = await reconcile(SPEC, store, clock=clock, new_key=PooledKeyFactory())
+    assert (outcome.ready.reason, outcome.notice) == ("KeysPublished", None)
 
 
 async def test_corrupt_private_state_is_refused_and_nothing_is_written() -> None:

@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from jwks_operator.core.contract import API_VERSION, KEYSET_LABEL, PLURAL, ROTATE_ANNOTATION
+from jwks_operator.core.readiness import Facts
 from jwks_operator.core.spec import SpecError, parse_spec
 from jwks_operator.core.timefmt import format_time
 from jwks_operator.operator.status import ready_changed, render_status, status_patch
 from jwks_operator.operator.wakeups import Waker, change_key, listed_kids
-from jwks_operator.reconcile import Condition, Outcome, not_ready, reconcile
+from jwks_operator.reconcile import Outcome, reconcile, refused
 from jwks_operator.store.kubeclient import KubeApiError, KubeClient, object_path
 from jwks_operator.store.kubernetes import (
     CONFIGMAP,
@@ -147,7 +148,7 @@ class KeySetWorker:
         try:
             spec = parse_spec(self.waker.name, body.get("spec"))
         except SpecError as error:
-            outcome = not_ready("InvalidSpec", str(error))
+            outcome = refused(Facts(spec_error=str(error)))
             await self.report(body, outcome, generation, reasons)
             return runtime.resync
         self.waker.targets = {SECRET: spec.secret_name, CONFIGMAP: spec.config_map_name}
@@ -203,9 +204,13 @@ class KeySetWorker:
         # once per change of the Ready condition, not every 30 seconds. Events go first:
         # the changes they report are already written, and a failed status patch is
         # retried by a reconciliation that has nothing left to report.
-        if outcome.ready.status or ready_changed(desired, previous):
+        changed = ready_changed(desired, previous)
+        if outcome.ready.status or changed:
             for event in outcome.events:
                 self.runtime.post_event(body, event.type, event.reason, event.message)
+        notice = outcome.notice
+        if notice is not None and (changed or outcome.notice_each_time):
+            self.runtime.post_event(body, notice.type, notice.reason, notice.message)
         await self.patch_status(desired, previous)
         trigger = ", ".join(reasons)
         if outcome.ready.status:
@@ -264,11 +269,10 @@ class KeySetWorker:
             and self.logger.isEnabledFor(logging.DEBUG),
         )
         body = self.snapshot()
-        self.runtime.post_event(body, "Warning", "ReconcileFailed", message)
-        outcome = Outcome(
-            ready=Condition("Ready", False, "ReconcileFailed", message),
-            rotating=Condition("Rotating", False, "ReconcileFailed", "not reconciled"),
-        )
+        outcome = refused(Facts(failure=message))
+        if outcome.notice is not None:  # posted for every failed attempt (each_time)
+            notice = outcome.notice
+            self.runtime.post_event(body, notice.type, notice.reason, notice.message)
         try:
             previous = self.last_status if self.last_status is not None else body.get("status")
             desired = render_status(

@@ -32,6 +32,8 @@ class StoredDocuments:
     """False when the public documents no longer match what was last written (edited)."""
     conflict: str | None = None
     """Set when a target name is taken by an object this keyset does not own: why."""
+    untrusted_configmaps: tuple[str, ...] = ()
+    """Other ConfigMaps labelled for this keyset (planted or relabelled): never served."""
 
 
 class StoreConflictError(Exception):

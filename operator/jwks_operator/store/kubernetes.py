@@ -191,6 +191,7 @@ class KubernetesStore:
             # make reconcile mint new keys, which breaks every outstanding token.
             private_state = "" if decoded is None else decoded.get(SECRET_KEYS, "")
 
+        untrusted = await self._untrusted_configmaps()
         public_data: dict[str, str] | None = None
         intact = True
         if configmap is not None:
@@ -199,7 +200,26 @@ class KubernetesStore:
                 CONTENT_HASH_ANNOTATION
             )
             intact = recorded == content_hash(public_data) and not configmap.get("binaryData")
-        return StoredDocuments(private_state, public_data, public_intact=intact)
+        return StoredDocuments(
+            private_state, public_data, public_intact=intact, untrusted_configmaps=untrusted
+        )
+
+    async def _untrusted_configmaps(self) -> tuple[str, ...]:
+        """ConfigMaps labelled for this keyset under another name, not written by us.
+
+        The JWKS server never serves them (it serves the ConfigMap the spec names); they
+        are reported because someone who may write ConfigMaps here made or relabelled one.
+        One of ours left under an old name after a rename carries our UID: it is about to
+        be released, not reported.
+        """
+        found = []
+        for item in await labelled(self._client, CONFIGMAP, self._namespace, self._spec.name):
+            meta = item.get("metadata") or {}
+            name = str(meta.get("name"))
+            ours = (meta.get("annotations") or {}).get(KEYSET_UID_ANNOTATION) == self._uid
+            if name != self._spec.config_map_name and not (ours and self._uid):
+                found.append(name)
+        return tuple(sorted(found))
 
     async def _renamed_secret(self) -> dict[str, Any] | None:
         """After ``spec.secretName`` changed, the keys are still in the Secret labelled for
