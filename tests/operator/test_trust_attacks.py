@@ -25,7 +25,14 @@ from jwks_operator.core.contract import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
 )
-from tests.operator.harness import KEYSETS, OperatorUnderTest, manifest, rotation, sign_token
+from tests.operator.harness import (
+    KEYSETS,
+    OperatorUnderTest,
+    condition,
+    manifest,
+    rotation,
+    sign_token,
+)
 from tests.server.support import ec_key, public_jwk
 from tests.server.test_e2e import http_get, start_serve
 from tests.support.cluster import EmulatedCluster
@@ -120,6 +127,9 @@ def test_a_planted_configmap_is_never_served_with_or_without_the_real_one(
     operator.cluster.create(planted("plant-evil", "plant", [ATTACKER_JWK]))
     time.sleep(1.1)  # creationTimestamp has a resolution of one second
     keyset, real = real_keyset(operator, "plant")
+    untrusted_condition = operator.wait_condition("plant", "UntrustedConfigMap", status="True")
+    assert "plant-evil" in str((condition(untrusted_condition) or {}).get("message"))
+    operator.wait_event("plant", "UntrustedConfigMap")
     with Watcher(port, "plant") as watcher:
         watcher.wait_served(real)
         # The attacker deletes the real ConfigMap: the operator rebuilds it, and the
@@ -132,6 +142,10 @@ def test_a_planted_configmap_is_never_served_with_or_without_the_real_one(
         time.sleep(0.3)
     assert ATTACKER_JWK["kid"] not in watcher.ever and watcher.polls > 10
     assert untrusted(port, "unbound") >= 2
+    # Removed, the plants are no longer reported.
+    operator.cluster.delete("v1/configmaps", "plant-evil")
+    operator.cluster.delete("v1/configmaps", "plant-evil-2")
+    operator.wait_condition("plant", "KeysPublished", status="True")
 
 
 def test_a_configmap_in_the_real_name_after_deletion_is_never_served(

@@ -10,7 +10,9 @@ wake it for the echoes of its own writes, or every reconciliation would cause an
   ``status.keys`` lists a set of kids the daemon never wrote (what servers trust; other
   status changes and Kopf's finalizer bookkeeping do not);
 - a Secret/ConfigMap event wakes it only for the keyset's current target names, and only
-  when the object's resourceVersion is not one the store read or wrote itself. A
+  when the object's resourceVersion is not one the store read or wrote itself; a
+  ConfigMap labelled for the keyset under another name wakes it once per version (it
+  reports such ConfigMaps: the server never serves them). A
   deletion always wakes it. The check is repeated when the daemon wakes up, because an
   event can overtake the read that makes its version known (at startup, typically).
 """
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from jwks_operator.core.contract import ROTATE_ANNOTATION
+from jwks_operator.store.kubernetes import CONFIGMAP
 
 _KNOWN_VERSIONS: Final = 64
 
@@ -66,6 +69,7 @@ class Waker:
         self.uid = uid
         self.seen: tuple[Any, ...] | None = None
         self.targets: dict[str, str] = {}
+        self._claims: deque[tuple[str, str]] = deque(maxlen=_KNOWN_VERSIONS)
         self._vouched: deque[frozenset[str]] = deque(maxlen=_KNOWN_VERSIONS)
         """The kid sets this daemon wrote to ``status.keys`` (recorded before each write)."""
         self._event = asyncio.Event()
@@ -113,13 +117,23 @@ class Waker:
 
     def object_event(self, kind: str, name: str, event_type: str | None, version: str) -> bool:
         if self.targets.get(kind) != name:
-            return False
+            return self._claim_event(kind, name, event_type, version)
         if event_type == "DELETED":
             self._wake(_Pending(f"{kind} {name} deleted"))
             return True
         if version and self._known_version(kind, name, version):
             return False
         self._wake(_Pending(f"{kind} {name} changed", kind, name, version))
+        return True
+
+    def _claim_event(self, kind: str, name: str, event_type: str | None, version: str) -> bool:
+        """Another ConfigMap labelled for this keyset (planted or relabelled): the daemon
+        reports it (``UntrustedConfigMap``) and reports it gone; each version wakes once."""
+        if kind != CONFIGMAP or not self.targets or (name, version) in self._claims:
+            return False
+        self._claims.append((name, version))
+        gone = " deleted" if event_type == "DELETED" else ""
+        self._wake(_Pending(f"{kind} {name} claims the keyset{gone}"))
         return True
 
     def poke(self, reason: str) -> None:
