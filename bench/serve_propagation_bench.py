@@ -88,7 +88,8 @@ def main() -> None:
     ms = 1000.0
     p99 = delays[max(0, int(len(delays) * 0.99) - 1)]
     print(
-        f"{len(delays)} key changes (status + ConfigMap PATCH via the API, as the operator writes them -> new body served by serve)"
+        f"{len(delays)} key changes (status + ConfigMap PATCH via the API, as the operator "
+        "writes them -> new body served by serve)"
     )
     print(
         f"p50 {statistics.median(delays) * ms:.1f} ms, p99 {p99 * ms:.1f} ms, "
