@@ -33,7 +33,7 @@ from jwks_operator.core.lifecycle import (
     public_jwks,
 )
 from jwks_operator.core.publication import configmap_data
-from jwks_operator.core.readiness import Facts, Verdict, decide
+from jwks_operator.core.readiness import Facts, verdicts
 from jwks_operator.core.report import key_summaries
 from jwks_operator.core.secretdata import secret_data
 from jwks_operator.core.spec import KeySetSpec
@@ -57,6 +57,13 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Notice:
+    event: LifecycleEvent
+    each_time: bool
+    """Post it on every reconciliation, not only when the Ready condition changes."""
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What happened, in the terms status and events need; never holds key material."""
 
@@ -70,28 +77,29 @@ class Outcome:
     revision: int | None = None
     keys: list[dict[str, Any]] = field(default_factory=list)
     wrote: bool = False
-    notice: LifecycleEvent | None = None
-    """The Event of the Ready verdict (``readiness``), when it is a warning."""
-    notice_each_time: bool = False
-    """Post ``notice`` on every reconciliation, not only when the condition changes."""
+    notices: tuple[Notice, ...] = ()
+    """The Warning Events of the Ready chain (``readiness``), first the condition's."""
 
 
-def _ready(verdict: Verdict) -> tuple[Condition, LifecycleEvent | None]:
-    condition = Condition("Ready", verdict.ready, verdict.reason, verdict.message)
-    notice = LifecycleEvent("Warning", verdict.reason, verdict.message) if verdict.warning else None
-    return condition, notice
+def _ready(facts: Facts) -> tuple[Condition, tuple[Notice, ...]]:
+    found = verdicts(facts)
+    first = found[0]
+    notices = tuple(
+        Notice(LifecycleEvent("Warning", v.reason, v.message), v.each_time)
+        for v in found
+        if v.warning
+    )
+    return Condition("Ready", first.ready, first.reason, first.message), notices
 
 
 def refused(facts: Facts) -> Outcome:
     """An outcome for a keyset that could not be reconciled: the last good JWKS stays."""
-    verdict = decide(facts)
-    assert not verdict.ready, verdict
-    ready, notice = _ready(verdict)
+    ready, notices = _ready(facts)
+    assert not ready.status, ready
     return Outcome(
         ready=ready,
-        rotating=Condition("Rotating", False, verdict.reason, "not reconciled"),
-        notice=notice,
-        notice_each_time=verdict.each_time,
+        rotating=Condition("Rotating", False, ready.reason, "not reconciled"),
+        notices=notices,
     )
 
 
@@ -311,12 +319,10 @@ def _outcome(
             else "no retired key is published"
         ),
     )
-    verdict = decide(replace(facts, summary=ready_message))
-    ready, notice = _ready(verdict)
+    ready, notices = _ready(replace(facts, summary=ready_message))
     return Outcome(
         ready=ready,
-        notice=notice,
-        notice_each_time=verdict.each_time,
+        notices=notices,
         rotating=rotating,
         events=events,
         active_kid=active.kid if active else None,

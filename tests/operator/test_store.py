@@ -143,7 +143,7 @@ async def test_hand_edits_are_detected_and_repaired(
     assert stored.public_intact is False
 
     outcome = await reconcile(keyset, store(client, keyset), clock=lambda: NOW)
-    assert outcome.notice is not None and outcome.notice.reason == "PublicKeysRepaired"
+    assert [n.event.reason for n in outcome.notices] == ["PublicKeysRepaired"]
     assert outcome.ready.reason == "PublicKeysRepaired"
     assert cluster.get("v1/configmaps", "auth-jwks")["data"] == good
     repaired = decode_secret(cluster.get("v1/secrets", "auth-signing"))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from jwks_operator.core.readiness import CHAIN, Facts, decide, reasons_table
+from jwks_operator.core.readiness import CHAIN, Facts, decide, reasons_table, verdicts
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "operator.md"
 
@@ -57,3 +57,11 @@ def test_untrusted_configmaps_are_named_and_reported_once_per_change() -> None:
 
 def test_the_docs_table_of_reasons_is_the_chain() -> None:
     assert reasons_table() in DOCS.read_text()
+
+
+def test_a_repair_is_still_told_while_an_untrusted_configmap_is_the_condition() -> None:
+    found = verdicts(Facts(untrusted_configmaps=("evil",), repaired="rebuilt"))
+    assert [v.reason for v in found] == ["UntrustedConfigMap", "PublicKeysRepaired"]
+    assert decide(Facts(untrusted_configmaps=("evil",), repaired="rebuilt")).reason == (
+        "UntrustedConfigMap"
+    )

@@ -113,16 +113,17 @@ async def test_edited_public_documents_are_repaired_with_an_event() -> None:
     outcome = await reconcile(SPEC, store, clock=clock, new_key=PooledKeyFactory())
     assert store.public == good
     assert outcome.events == ()
-    assert outcome.notice is not None and outcome.notice_each_time
-    assert (outcome.notice.type, outcome.notice.reason) == ("Warning", "PublicKeysRepaired")
+    (notice,) = outcome.notices
+    assert notice.each_time
+    assert (notice.event.type, notice.event.reason) == ("Warning", "PublicKeysRepaired")
     assert (outcome.ready.status, outcome.ready.reason) == (True, "PublicKeysRepaired")
     store.public = None
     outcome = await reconcile(SPEC, store, clock=clock, new_key=PooledKeyFactory())
     assert store.public == good
-    assert outcome.notice is not None and "missing" in outcome.notice.message
+    assert "missing" in outcome.notices[0].event.message
     # Repaired, the next reconciliation is plain KeysPublished again.
     outcome = await reconcile(SPEC, store, clock=clock, new_key=PooledKeyFactory())
-    assert (outcome.ready.reason, outcome.notice) == ("KeysPublished", None)
+    assert (outcome.ready.reason, outcome.notices) == ("KeysPublished", ())
 
 
 async def test_corrupt_private_state_is_refused_and_nothing_is_written() -> None:

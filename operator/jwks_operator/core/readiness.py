@@ -7,7 +7,8 @@ reported as ``InvalidSpec`` even if its Secret is also corrupt, because fixing t
 comes first. The status condition, the Event that goes with it and the table of reasons
 in docs/operator.md (``reasons_table``; a test compares them) all come from ``CHAIN``.
 
-A verdict says whether its Event is posted every time (``each_time``: something that
+The first verdict is the condition; every verdict that applies is a Warning Event. A
+verdict says whether its Event is posted every time (``each_time``: something that
 happened in this reconciliation, such as a repair or a failed attempt) or once per change
 of the condition (a state that persists, such as a name conflict, which would otherwise
 repeat its Warning on every re-check).
@@ -158,13 +159,23 @@ CHAIN: Final[tuple[Check, ...]] = (
 )
 
 
+def verdicts(facts: Facts) -> tuple[Verdict, ...]:
+    """Every verdict that applies, in chain order (``KeysPublished`` only when none does).
+
+    The first is the condition; each one's Event is still posted, so that a repair made
+    while an untrusted ConfigMap is reported is not swallowed by the higher-ranked reason.
+    """
+    found = tuple(v for check in CHAIN[:-1] if (v := check.verdict(facts)) is not None)
+    if found:
+        return found
+    closing = CHAIN[-1].verdict(facts)
+    assert closing is not None, "the chain ends with a check that always answers"
+    return (closing,)
+
+
 def decide(facts: Facts) -> Verdict:
-    """The first verdict of the chain; ``KeysPublished`` closes it, so there always is one."""
-    for check in CHAIN:
-        verdict = check.verdict(facts)
-        if verdict is not None:
-            return verdict
-    raise AssertionError("the chain ends with a check that always answers")
+    """The verdict that becomes the Ready condition: the first of the chain that applies."""
+    return verdicts(facts)[0]
 
 
 def reasons_table() -> str:

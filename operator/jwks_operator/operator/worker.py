@@ -208,9 +208,10 @@ class KeySetWorker:
         if outcome.ready.status or changed:
             for event in outcome.events:
                 self.runtime.post_event(body, event.type, event.reason, event.message)
-        notice = outcome.notice
-        if notice is not None and (changed or outcome.notice_each_time):
-            self.runtime.post_event(body, notice.type, notice.reason, notice.message)
+        for notice in outcome.notices:
+            if changed or notice.each_time:
+                event = notice.event
+                self.runtime.post_event(body, event.type, event.reason, event.message)
         await self.patch_status(desired, previous)
         trigger = ", ".join(reasons)
         if outcome.ready.status:
@@ -270,9 +271,9 @@ class KeySetWorker:
         )
         body = self.snapshot()
         outcome = refused(Facts(failure=message))
-        if outcome.notice is not None:  # posted for every failed attempt (each_time)
-            notice = outcome.notice
-            self.runtime.post_event(body, notice.type, notice.reason, notice.message)
+        for notice in outcome.notices:  # ReconcileFailed: posted for every failed attempt
+            event = notice.event
+            self.runtime.post_event(body, event.type, event.reason, event.message)
         try:
             previous = self.last_status if self.last_status is not None else body.get("status")
             desired = render_status(

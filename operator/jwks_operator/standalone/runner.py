@@ -106,9 +106,8 @@ def log_outcome(label: str, outcome: Outcome) -> None:
     for event in outcome.events:
         level = logging.WARNING if event.type == "Warning" else logging.INFO
         logger.log(level, "%s %s: %s", label, event.reason, event.message)
-    if outcome.notice is not None and outcome.ready.status:  # e.g. PublicKeysRepaired
-        notice = outcome.notice
-        logger.warning("%s %s: %s", label, notice.reason, notice.message)
+    for notice in outcome.notices if outcome.ready.status else ():  # e.g. PublicKeysRepaired
+        logger.warning("%s %s: %s", label, notice.event.reason, notice.event.message)
     if not outcome.ready.status:
         logger.warning("%s not ready (%s): %s", label, outcome.ready.reason, outcome.ready.message)
     elif outcome.events or outcome.wrote:
