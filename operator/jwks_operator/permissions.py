@@ -121,6 +121,15 @@ SERVER: Final[tuple[Permission, ...]] = (
         "ConfigMaps labelled jwks.dev/keyset into its in-memory snapshot. It can never read "
         "a Secret, so a compromised server leaks no private key.",
     ),
+    Permission(
+        "jwks.dev",
+        "jwkskeysets",
+        ("get", "list", "watch"),
+        "A ConfigMap is served for a keyset only when it is the one the keyset's spec names, "
+        "carries its UID, and only with the keys its status lists (written through the "
+        "status subresource): so the server reads the keysets, which hold no secret. "
+        "Read-only: it cannot write status, so it cannot vouch for a key itself.",
+    ),
 )
 
 

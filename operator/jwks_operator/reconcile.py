@@ -4,10 +4,11 @@ Shared by the Kubernetes operator (a Kopf handler calls it) and standalone mode 
 timer calls it), so both follow exactly the same crash-safe sequence:
 
 1. read what the store holds; refuse corrupt or foreign state (no writes at all);
-2. plan (pure, in a worker thread because it may generate keys);
+2. make the keys the plan needs (off the event loop), then plan (pure) at a fresh ``now``;
 3. write the private half (Secret / state file): every key is safe before it is public;
 4. write the public half (ConfigMap / published file) from the same state;
-5. mark newly published keys, and write the private half again if that changed.
+5. settle the times the plan recorded to when the write was confirmed, mark newly
+   published keys, and write the private half again if that changed.
 
 A crash between any two steps leaves a state that step 1 accepts on restart: at worst a
 key is re-published, or its pre-publication starts a little later (the safe direction).
@@ -15,22 +16,24 @@ key is re-published, or its pre-publication starts a little later (the safe dire
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from jwks_operator.core.contract import CONFIGMAP_JWKS
 from jwks_operator.core.guard import UnsafeJwksError, parse_public_jwks
-from jwks_operator.core.keys import generate_key
+from jwks_operator.core.keys import KeyMaterial, generate_key
 from jwks_operator.core.lifecycle import (
     KeyFactory,
     LifecycleEvent,
+    Plan,
     activation_due,
     next_change,
     plan,
     public_jwks,
 )
 from jwks_operator.core.publication import configmap_data
+from jwks_operator.core.readiness import Facts, verdicts
 from jwks_operator.core.report import key_summaries
 from jwks_operator.core.secretdata import secret_data
 from jwks_operator.core.spec import KeySetSpec
@@ -54,6 +57,13 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Notice:
+    event: LifecycleEvent
+    each_time: bool
+    """Post it on every reconciliation, not only when the Ready condition changes."""
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What happened, in the terms status and events need; never holds key material."""
 
@@ -67,14 +77,29 @@ class Outcome:
     revision: int | None = None
     keys: list[dict[str, Any]] = field(default_factory=list)
     wrote: bool = False
+    notices: tuple[Notice, ...] = ()
+    """The Warning Events of the Ready chain (``readiness``), first the condition's."""
 
 
-def not_ready(reason: str, message: str) -> Outcome:
+def _ready(facts: Facts) -> tuple[Condition, tuple[Notice, ...]]:
+    found = verdicts(facts)
+    first = found[0]
+    notices = tuple(
+        Notice(LifecycleEvent("Warning", v.reason, v.message), v.each_time)
+        for v in found
+        if v.warning
+    )
+    return Condition("Ready", first.ready, first.reason, first.message), notices
+
+
+def refused(facts: Facts) -> Outcome:
     """An outcome for a keyset that could not be reconciled: the last good JWKS stays."""
+    ready, notices = _ready(facts)
+    assert not ready.status, ready
     return Outcome(
-        ready=Condition("Ready", False, reason, message),
-        rotating=Condition("Rotating", False, reason, "not reconciled"),
-        events=(LifecycleEvent("Warning", reason, message),),
+        ready=ready,
+        rotating=Condition("Rotating", False, ready.reason, "not reconciled"),
+        notices=notices,
     )
 
 
@@ -88,7 +113,7 @@ async def reconcile(
 ) -> Outcome:
     stored = await store.read()
     if stored.conflict is not None:
-        return not_ready("NameConflict", stored.conflict)
+        return refused(Facts(conflict=stored.conflict))
     events: list[LifecycleEvent] = []
     now = clock()
     if stored.private_state is None:
@@ -118,32 +143,35 @@ async def reconcile(
         try:
             state = await asyncio.to_thread(state_from_json, stored.private_state)
         except CorruptStateError as error:
-            return not_ready(
-                "CorruptSecret",
-                f"{spec.secret_name}: {error}; keys are neither regenerated nor unpublished "
-                "until it is repaired or deleted",
+            return refused(
+                Facts(
+                    corrupt_secret=f"{spec.secret_name}: {error}; keys are neither regenerated "
+                    "nor unpublished until it is repaired or deleted"
+                )
             )
 
     state, now = await _catch_up_publication(spec, store, state, clock, now)
-    result = await asyncio.to_thread(
-        plan, spec, state, now, new_key=new_key, rotate_request=rotate_request
-    )
+    baseline = state if stored.private_state is not None else KeySetState()
+    result, now = await _plan_with_keys_made(spec, state, clock, new_key, rotate_request)
     events.extend(result.events)
     wrote = await store.write_private(await asyncio.to_thread(secret_data, result.state))
-    state, public_outcome = await _publish(spec, store, result.state, result.jwks, now, clock)
+    # What the planner decided at ``now`` is visible only now that the write is confirmed:
+    # stamp it with this later time (a key retires when signing.pem stopped holding it).
+    settled = result.state.settled(baseline, clock() - now)
+    state, public_outcome = await _publish(
+        spec, store, settled, result.jwks, clock, stored_as=result.state
+    )
+    repaired = None
     if stored.private_state is not None and public_outcome is not WriteOutcome.UNCHANGED:
         damaged = stored.public_data is None or not stored.public_intact
         if damaged and not result.events:
-            events.append(
-                LifecycleEvent(
-                    "Warning",
-                    "PublicKeysRepaired",
-                    f"{spec.config_map_name} was "
-                    f"{'missing' if stored.public_data is None else 'edited'}; "
-                    "rebuilt from the private key state",
-                )
+            repaired = (
+                f"{spec.config_map_name} was "
+                f"{'missing' if stored.public_data is None else 'edited'}; "
+                "rebuilt from the private key state"
             )
-    return _outcome(spec, state, tuple(events), wrote is not WriteOutcome.UNCHANGED)
+    facts = Facts(repaired=repaired, untrusted_configmaps=stored.untrusted_configmaps)
+    return _outcome(spec, state, tuple(events), wrote is not WriteOutcome.UNCHANGED, facts)
 
 
 async def _publish(
@@ -151,22 +179,73 @@ async def _publish(
     store: KeySetStore,
     state: KeySetState,
     jwks: dict[str, Any],
-    now: datetime,
     clock: Callable[[], datetime],
+    *,
+    stored_as: KeySetState | None = None,
 ) -> tuple[KeySetState, WriteOutcome]:
     """Write the public half of ``state`` (already stored), then record its publication.
 
+    The trust list (the kids a server may serve: the keyset's ``status.keys`` on a
+    cluster) is written before the JWKS, so a new key is never in a ConfigMap that no
+    status vouches for; the key is *servable* once both writes are confirmed, and its
+    pre-publication is measured from then. ``stored_as`` is what the private half holds
+    when it differs from ``state`` (times settled after the write): it is written again.
     The next-change annotation is computed as if the marking had already happened: it is
     at most a few milliseconds early, which only makes caches expire sooner.
     """
     kids = frozenset(key["kid"] for key in jwks["keys"])
+    await store.write_trust(key_summaries(spec, state))
     outcome = await store.write_public(
-        configmap_data(spec, jwks), next_change(spec, state.mark_published(kids, now))
+        configmap_data(spec, jwks), next_change(spec, state.mark_published(kids, clock()))
     )
     marked = state.mark_published(kids, clock())
-    if marked != state:
+    if marked != (stored_as if stored_as is not None else state):
         await store.write_private(await asyncio.to_thread(secret_data, marked))
     return marked, outcome
+
+
+async def _plan_with_keys_made(
+    spec: KeySetSpec,
+    state: KeySetState,
+    clock: Callable[[], datetime],
+    new_key: KeyFactory,
+    rotate_request: str | None,
+) -> tuple[Plan, datetime]:
+    """Plan with every new key generated *before* the clock is read for the decision.
+
+    Generating inside the plan (RSA-4096 takes about 0.4 s, more under load) would put
+    the generation between "decided" and "written": the old key would keep signing for
+    that long after the time recorded as its retirement. So the plan is tried with the
+    keys made so far; when it needs one more, the key is made (off the event loop) and
+    the plan is made again from a fresh reading of the clock. Planning is pure, so a
+    retry is free of side effects; a key made for a plan that no longer needs it is
+    simply never stored.
+    """
+    pool: list[KeyMaterial] = []
+    while True:
+        now = clock()
+        try:
+            made = plan(spec, state, now, new_key=_Pool(pool), rotate_request=rotate_request)
+            return made, now
+        except _NeedKey:
+            pool.append(await asyncio.to_thread(new_key, spec.algorithm, spec.key_size))
+
+
+class _NeedKey(Exception):
+    """The plan needs one more key than has been made."""
+
+
+class _Pool:
+    """A key factory handing out keys already made, in order; raises when it runs out."""
+
+    def __init__(self, keys: list[KeyMaterial]) -> None:
+        self._keys = iter(keys)
+
+    def __call__(self, algorithm: str, key_size: int | None) -> KeyMaterial:
+        material = next(self._keys, None)
+        if material is None or material.params != (algorithm, key_size):
+            raise _NeedKey
+        return material
 
 
 async def _catch_up_publication(
@@ -187,7 +266,7 @@ async def _catch_up_publication(
     stored_kids = {key.kid for key in state.keys} | {orphan.kid for orphan in state.orphans}
     if not pending or spec.revoked_keys & stored_kids:
         return state, now
-    state, _ = await _publish(spec, store, state, public_jwks(state), now, clock)
+    state, _ = await _publish(spec, store, state, public_jwks(state), clock)
     return state, clock()
 
 
@@ -210,7 +289,11 @@ def _recover_public_keys(
 
 
 def _outcome(
-    spec: KeySetSpec, state: KeySetState, events: tuple[LifecycleEvent, ...], wrote: bool
+    spec: KeySetSpec,
+    state: KeySetState,
+    events: tuple[LifecycleEvent, ...],
+    wrote: bool,
+    facts: Facts,
 ) -> Outcome:
     active, upcoming = state.active, state.next
     rotation = activation_due(spec, state)
@@ -236,8 +319,10 @@ def _outcome(
             else "no retired key is published"
         ),
     )
+    ready, notices = _ready(replace(facts, summary=ready_message))
     return Outcome(
-        ready=Condition("Ready", True, "KeysPublished", ready_message),
+        ready=ready,
+        notices=notices,
         rotating=rotating,
         events=events,
         active_kid=active.kid if active else None,

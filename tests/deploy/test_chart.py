@@ -26,7 +26,7 @@ from tests.deploy.support import (
     values_file,
 )
 
-MATRIX = ["defaults", "namespaced", "exposed", "no-crds", "peering", "peering-namespaced"]
+MATRIX = ["defaults", "namespaced", "exposed", "public", "no-crds", "peering", "peering-namespaced"]
 FULLNAME = f"{RELEASE}-jwks-operator"
 OPERATOR = f"{FULLNAME}-operator"
 SERVER = f"{FULLNAME}-server"
@@ -306,6 +306,29 @@ def test_exposed_server() -> None:
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
     assert one(docs, "PodDisruptionBudget")
+
+
+def test_a_public_ingress_without_verify_routes_only_the_listed_documents(
+    tmp_path: Path,
+) -> None:
+    """docs/security.md: exposing the server publicly without the gateway endpoint."""
+    ingress = one(render("public"), "Ingress")
+    (rule,) = ingress["spec"]["rules"]
+    paths = [(p["path"], p["pathType"]) for p in rule["http"]["paths"]]
+    assert paths == [
+        (f"/{keyset}/.well-known/{document}", "Exact")
+        for keyset in ("identity/auth", "payments/api")
+        for document in ("jwks.json", "openid-configuration")
+    ]
+    assert not [path for path, _ in paths if "verify" in path]
+    # The default routes what the hosts list (verify included), as before.
+    assert [
+        p["path"] for p in one(render("exposed"), "Ingress")["spec"]["rules"][0]["http"]["paths"]
+    ] == ["/"]
+    values = tmp_path / "public-without-keysets.yaml"
+    values.write_text("server: {ingress: {enabled: true, verify: false}}\n")
+    result = helm("template", RELEASE, str(CHART), "--values", str(values), check=False)
+    assert result.returncode != 0 and "server.ingress.keysets" in result.stderr
 
 
 def test_network_policies() -> None:

@@ -98,12 +98,16 @@ def test_server_is_granted_exactly_what_it_declares(values: str) -> None:
 
 
 @pytest.mark.parametrize("values", list(CONFIGS))
-def test_server_reads_configmaps_only_and_never_secrets(values: str) -> None:
+def test_server_reads_configmaps_and_keysets_only_and_never_secrets(values: str) -> None:
     have = granted(render(values), SERVER_SA)
-    assert have, "the server must be able to watch ConfigMaps"
-    assert {(group, resource) for _, group, resource, _ in have} == {("", "configmaps")}
+    assert have, "the server must be able to watch ConfigMaps and JwksKeySets"
+    assert {(group, resource) for _, group, resource, _ in have} == {
+        ("", "configmaps"),
+        ("jwks.dev", "jwkskeysets"),
+    }
     assert {verb for *_, verb in have} == {"get", "list", "watch"}
-    assert not [g for g in have if g[2] == "secrets"]
+    # Never a Secret (no private key can leak), never status (it cannot vouch for a key).
+    assert not [g for g in have if g[2] == "secrets" or g[2].endswith("/status")]
 
 
 def test_namespaced_install_gives_no_cluster_wide_access_to_data() -> None:
@@ -139,7 +143,7 @@ def test_declaration_is_well_formed() -> None:
     for permission in permissions.OPERATOR + permissions.SERVER:
         assert set(permission.verbs) <= KNOWN_VERBS, permission
         assert len(permission.why) > 20
-    assert {p.resource for p in permissions.SERVER} == {"configmaps"}
+    assert {p.resource for p in permissions.SERVER} == {"configmaps", "jwkskeysets"}
     keys = [(p.api_group, p.resource) for p in permissions.OPERATOR]
     assert len(keys) == len(set(keys))
 

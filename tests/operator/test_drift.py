@@ -233,7 +233,9 @@ def test_a_failed_api_call_is_reported_and_retried(operator: OperatorUnderTest) 
     # Retried after a backoff of 1 s: repaired, Ready again.
     operator.cluster.wait_for(lambda: operator.kids("flaky-jwks") == kids, 15)
     recovered = operator.wait_ready("flaky")
-    assert condition(recovered)["reason"] == "KeysPublished"  # type: ignore[index]
+    # Ready again, and the Ready chain says what this reconciliation did: it repaired.
+    assert condition(recovered)["reason"] == "PublicKeysRepaired"  # type: ignore[index]
+    operator.wait_event("flaky", "PublicKeysRepaired")
     assert operator.event_reasons("flaky").count("ReconcileFailed") == 1
 
 

@@ -4,9 +4,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from jwks_operator.core.contract import PRIVATE_MEMBERS
+from jwks_operator.core.readiness import Facts
 from jwks_operator.core.spec import parse_spec
 from jwks_operator.operator.status import ready_changed, render_status, status_patch
-from jwks_operator.reconcile import Outcome, not_ready, reconcile
+from jwks_operator.reconcile import Outcome, reconcile, refused
 from jwks_operator.store.memory import MemoryStore
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -60,7 +61,7 @@ async def test_last_transition_time_moves_only_when_status_flips() -> None:
     assert same["conditions"][0]["observedGeneration"] == 2
 
     failed = render_status(
-        not_ready("CorruptSecret", "bad"), generation=2, previous=same, now=later
+        refused(Facts(corrupt_secret="bad")), generation=2, previous=same, now=later
     )
     assert failed["conditions"][0]["lastTransitionTime"] == "2030-01-01T00:05:00Z"
     assert failed["conditions"][0]["status"] == "False"
@@ -70,7 +71,7 @@ async def test_not_ready_status_touches_conditions_only() -> None:
     _, outcome = await ready_outcome()
     good = render_status(outcome, generation=1, previous=None, now=NOW)
     bad = render_status(
-        not_ready("InvalidSpec", "spec.algorithm: nope"), generation=2, previous=good, now=NOW
+        refused(Facts(spec_error="spec.algorithm: nope")), generation=2, previous=good, now=NOW
     )
     assert set(bad) == {"conditions", "observedGeneration"}
     patch = status_patch(bad, good)

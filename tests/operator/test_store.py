@@ -16,12 +16,14 @@ from jwks_operator.core.contract import (
     CONFIGMAP_JWKS,
     CONTENT_HASH_ANNOTATION,
     KEYSET_LABEL,
+    KEYSET_UID_ANNOTATION,
     MANAGED_BY_LABEL,
     NEXT_CHANGE_ANNOTATION,
     SECRET_KEYS,
     SECRET_SIGNING_PEM,
 )
 from jwks_operator.core.spec import KeySetSpec, parse_spec
+from jwks_operator.operator.wakeups import listed_kids
 from jwks_operator.reconcile import reconcile
 from jwks_operator.store.base import WriteOutcome
 from jwks_operator.store.kubeclient import Endpoint, KubeApiError, KubeClient
@@ -32,7 +34,7 @@ from jwks_operator.store.kubernetes import (
     Owner,
     content_hash,
 )
-from tests.operator.harness import decode_secret
+from tests.operator.harness import KEYSETS, decode_secret, manifest
 from tests.support.cluster import EmulatedCluster
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -47,6 +49,15 @@ class Versions:
 
     def observed(self, kind: str, name: str, resource_version: str) -> None:
         self.seen.append((kind, name, resource_version))
+
+    def vouched(self, kids: frozenset[str]) -> None:
+        self.seen.append(("status.keys", ",".join(sorted(kids)), ""))
+
+
+@pytest.fixture(autouse=True)
+def keyset(cluster: EmulatedCluster) -> None:
+    """The JwksKeySet whose status the store writes the trust list to."""
+    cluster.create(manifest("auth", algorithm="ES256"))
 
 
 @pytest.fixture
@@ -101,8 +112,15 @@ async def test_reconcile_creates_labelled_hashed_objects_then_writes_nothing(
     assert (SECRET, "auth-signing", secret["metadata"]["resourceVersion"]) in tracker.seen
     assert (CONFIGMAP, "auth-jwks", configmap["metadata"]["resourceVersion"]) in tracker.seen
 
+    # The trust list: status.keys names every published kid; the ConfigMap names the keyset.
+    status = cluster.get(KEYSETS, "auth").get("status") or {}
+    published = {key["kid"] for key in json.loads(configmap["data"][CONFIGMAP_JWKS])["keys"]}
+    assert listed_kids(status) == published
+    assert configmap["metadata"]["annotations"][KEYSET_UID_ANNOTATION] == OWNER.uid
+
     before = writes(cluster)
-    again = await reconcile(keyset, store(client, keyset), clock=lambda: NOW)
+    listed = listed_kids(status)
+    again = await reconcile(keyset, store(client, keyset, listed=listed), clock=lambda: NOW)
     assert again.ready.status and not again.wrote
     assert writes(cluster) == before
     assert (
@@ -125,7 +143,8 @@ async def test_hand_edits_are_detected_and_repaired(
     assert stored.public_intact is False
 
     outcome = await reconcile(keyset, store(client, keyset), clock=lambda: NOW)
-    assert [e.reason for e in outcome.events] == ["PublicKeysRepaired"]
+    assert [n.event.reason for n in outcome.notices] == ["PublicKeysRepaired"]
+    assert outcome.ready.reason == "PublicKeysRepaired"
     assert cluster.get("v1/configmaps", "auth-jwks")["data"] == good
     repaired = decode_secret(cluster.get("v1/secrets", "auth-signing"))
     assert repaired[SECRET_SIGNING_PEM].startswith("-----BEGIN PRIVATE KEY-----")

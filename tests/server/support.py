@@ -13,18 +13,22 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from jwks_operator.core.contract import (
     KEYSET_LABEL,
+    KEYSET_UID_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     PRIVATE_MEMBERS,
 )
 from jwks_operator.server.runner import JwksServer, ServerSettings, run_server
 from jwks_operator.server.snapshot import SnapshotStore
+
+if TYPE_CHECKING:
+    from tests.support.cluster import EmulatedCluster
 
 
 def b64url(data: bytes) -> str:
@@ -245,3 +249,56 @@ def configmap(
         },
         "data": dict(data),
     }
+
+
+def keyset_body(
+    name: str, *, namespace: str = "default", spec: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "jwks.dev/v1alpha1",
+        "kind": "JwksKeySet",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": dict(spec or {"algorithm": "ES256"}),
+    }
+
+
+def vouch(
+    cluster: "EmulatedCluster", name: str, *kids: str, namespace: str = "default"
+) -> dict[str, Any]:
+    """Write ``status.keys`` of keyset ``name`` (status subresource), as the operator does."""
+    entries = [{"kid": kid, "state": "active" if not i else "next"} for i, kid in enumerate(kids)]
+    return cluster.patch(
+        "jwkskeysets", name, {"status": {"keys": entries}}, namespace, subresource="status"
+    )
+
+
+def publish(
+    cluster: "EmulatedCluster",
+    name: str,
+    data: Mapping[str, str],
+    *,
+    namespace: str = "default",
+    kids: Sequence[str] | None = None,
+    configmap_name: str | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """What the operator publishes for keyset ``name``: the keyset, its status listing the
+    kids of ``data`` (or ``kids``), and its ConfigMap bound to the keyset's UID. A keyset
+    that exists already is reused; its ConfigMap is created or replaced. The keyset."""
+    existing = cluster.find("jwkskeysets", name, namespace)
+    keyset = existing or cluster.create(keyset_body(name, namespace=namespace))
+    if kids is None:
+        try:
+            kids = [str(key["kid"]) for key in json.loads(data["jwks.json"])["keys"]]
+        except (ValueError, KeyError, TypeError):
+            kids = []
+    keyset = vouch(cluster, name, *kids, namespace=namespace)
+    bound = {KEYSET_UID_ANNOTATION: keyset["metadata"]["uid"], **(annotations or {})}
+    body = configmap(
+        configmap_name or f"{name}-jwks", name, data, namespace=namespace, annotations=bound
+    )
+    if cluster.find("configmaps", body["metadata"]["name"], namespace) is None:
+        cluster.create(body)
+    else:
+        cluster.patch("configmaps", body["metadata"]["name"], {"data": dict(data)}, namespace)
+    return keyset

@@ -31,6 +31,7 @@ from tests.server.support import (
     jwks_text,
     private_members,
     public_jwk,
+    publish,
 )
 from tests.server.support import configmap as support_configmap
 from tests.support.cluster import CliProcess, EmulatedCluster, emulated_cluster
@@ -139,18 +140,14 @@ def test_created_updated_deleted(
     path = jwks_path("lifecycle")
     assert http_get(port, path).status == 404
     first = public_jwk(ec_private)
-    cluster.create(
-        configmap("lifecycle-jwks", "lifecycle", configmap_data(first, issuer="https://i"))
-    )
+    publish(cluster, "lifecycle", configmap_data(first, issuer="https://i"), namespace=NAMESPACE)
     created = wait_answer(port, path, lambda a: a.status == 200, what="served")
     assert created.json() == {"keys": [first]}
     discovery = http_get(port, f"/{NAMESPACE}/lifecycle/.well-known/openid-configuration")
     assert discovery.status == 200 and discovery.json()["issuer"] == "https://i"
 
     second = public_jwk(ec_private_2)
-    cluster.patch(
-        "configmaps", "lifecycle-jwks", {"data": configmap_data(second, first)}, NAMESPACE
-    )
+    publish(cluster, "lifecycle", configmap_data(second, first), namespace=NAMESPACE)
     changed = wait_answer(
         port,
         path,
@@ -171,13 +168,12 @@ def test_next_change_annotation_caps_max_age(
 ) -> None:
     cluster, port = served
     soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 150))
-    cluster.create(
-        configmap(
-            "capped-jwks",
-            "capped",
-            configmap_data(public_jwk(ec_private)),
-            annotations={NEXT_CHANGE_ANNOTATION: soon},
-        )
+    publish(
+        cluster,
+        "capped",
+        configmap_data(public_jwk(ec_private)),
+        namespace=NAMESPACE,
+        annotations={NEXT_CHANGE_ANNOTATION: soon},
     )
     answer = wait_answer(port, jwks_path("capped"), lambda a: a.status == 200)
     max_age = int(answer.headers["cache-control"].removeprefix("public, max-age="))
@@ -194,7 +190,7 @@ def test_a_refused_configmap_keeps_the_previous_body(
     cluster, port = served
     name = f"refused-{case.replace('_', '-')}"
     good = public_jwk(ec_private)
-    cluster.create(configmap(f"{name}-jwks", name, configmap_data(good)))
+    publish(cluster, name, configmap_data(good), namespace=NAMESPACE)
     before = wait_answer(port, jwks_path(name), lambda a: a.status == 200)
     bad = {
         "private_member": jwks_text(
@@ -218,7 +214,7 @@ def test_a_configmap_refused_from_the_start_is_503(
 ) -> None:
     cluster, port = served
     leaked = jwks_text({**public_jwk(rsa_private), **private_members(rsa_private)})
-    cluster.create(configmap("leaky-jwks", "leaky", {"jwks.json": leaked}))
+    publish(cluster, "leaky", {"jwks.json": leaked}, namespace=NAMESPACE)
     answer = wait_answer(port, jwks_path("leaky"), lambda a: a.status == 503)
     assert answer.headers["cache-control"] == "no-store"
     for path in ("/metrics", jwks_path("leaky"), "/.well-known/jwks.json"):
@@ -230,18 +226,22 @@ def test_labels_decide_what_is_served(
 ) -> None:
     cluster, port = served
     cluster.create(configmap("unlabelled", None, configmap_data(public_jwk(ec_private))))
-    cluster.create(configmap("relabel-jwks", "relabel", configmap_data(public_jwk(ec_private))))
+    publish(cluster, "relabel", configmap_data(public_jwk(ec_private)), namespace=NAMESPACE)
+    publish(cluster, "renamed", configmap_data(), namespace=NAMESPACE)
     eventually(lambda: http_get(port, jwks_path("relabel")).status == 200)
     assert http_get(port, jwks_path("unlabelled")).status == 404
+    # Relabelled for another keyset, it is served for neither: "renamed" publishes
+    # through renamed-jwks only, and "relabel" no longer has a ConfigMap of its own.
     cluster.patch(
         "configmaps", "relabel-jwks", {"metadata": {"labels": {KEYSET_LABEL: "renamed"}}}, NAMESPACE
     )
-    eventually(lambda: http_get(port, jwks_path("renamed")).status == 200, what="new name")
-    assert http_get(port, jwks_path("relabel")).status == 404
+    eventually(lambda: http_get(port, jwks_path("relabel")).status == 404, what="unbound")
+    time.sleep(0.3)
+    assert http_get(port, jwks_path("renamed")).status == 503  # its own, empty, ConfigMap
     cluster.patch(
-        "configmaps", "relabel-jwks", {"metadata": {"labels": {KEYSET_LABEL: None}}}, NAMESPACE
+        "configmaps", "relabel-jwks", {"metadata": {"labels": {KEYSET_LABEL: "relabel"}}}, NAMESPACE
     )
-    eventually(lambda: http_get(port, jwks_path("renamed")).status == 404, what="label removed")
+    eventually(lambda: http_get(port, jwks_path("relabel")).status == 200, what="label back")
 
 
 @pytest.mark.parametrize("how", ["end", "abort", "gone"])
@@ -250,7 +250,7 @@ def test_watch_dropped_recovers(
 ) -> None:
     cluster, port = served
     name = f"drop-{how}"
-    cluster.create(configmap(f"{name}-jwks", name, configmap_data(public_jwk(ec_private))))
+    publish(cluster, name, configmap_data(public_jwk(ec_private)), namespace=NAMESPACE)
     eventually(lambda: http_get(port, jwks_path(name)).status == 200)
     restarts = (
         metric(port, 'jwks_watch_restarts_total{reason="closed"}')
@@ -263,7 +263,7 @@ def test_watch_dropped_recovers(
     assert cluster.drop_watches(abort=how == "abort") >= 1
     # A change made while the stream is down must still arrive (through the re-list).
     fresh = public_jwk(ec_key())
-    cluster.patch("configmaps", f"{name}-jwks", {"data": configmap_data(fresh)}, NAMESPACE)
+    publish(cluster, name, configmap_data(fresh), namespace=NAMESPACE)
     eventually(
         lambda: http_get(port, jwks_path(name)).json().get("keys") == [fresh],
         what="change after the drop",
@@ -280,7 +280,7 @@ def test_api_errors_back_off_and_keep_serving(
     served: tuple[EmulatedCluster, int], ec_private: ec.EllipticCurvePrivateKey
 ) -> None:
     cluster, port = served
-    cluster.create(configmap("outage-jwks", "outage", configmap_data(public_jwk(ec_private))))
+    publish(cluster, "outage", configmap_data(public_jwk(ec_private)), namespace=NAMESPACE)
     before = wait_answer(port, jwks_path("outage"), lambda a: a.status == 200)
     errors = metric(port, 'jwks_watch_restarts_total{reason="error"}')
     cluster.fail_next(500, 3, verb="list", plural="configmaps")
@@ -290,7 +290,7 @@ def test_api_errors_back_off_and_keep_serving(
     assert http_get(port, jwks_path("outage")).body == before.body  # still served
     assert http_get(port, "/readyz").status == 200
     fresh = public_jwk(ec_key())
-    cluster.patch("configmaps", "outage-jwks", {"data": configmap_data(fresh)}, NAMESPACE)
+    publish(cluster, "outage", configmap_data(fresh), namespace=NAMESPACE)
     eventually(
         lambda: http_get(port, jwks_path("outage")).json().get("keys") == [fresh],
         timeout=20,
@@ -298,11 +298,13 @@ def test_api_errors_back_off_and_keep_serving(
     )
 
 
-def test_only_configmaps_are_ever_requested(served: tuple[EmulatedCluster, int]) -> None:
+def test_only_configmaps_and_keysets_are_ever_requested(
+    served: tuple[EmulatedCluster, int],
+) -> None:
     cluster, _ = served
     calls = cluster.api_calls()
     assert calls, "the server made no API call at all"
-    assert {call.resource for call in calls} == {"configmaps"}
+    assert {call.resource for call in calls} == {"configmaps", "jwkskeysets"}
     assert {call.verb for call in calls} <= {"list", "watch"}
 
 
@@ -312,11 +314,7 @@ def test_namespace_scope_and_default_keyset(
     with emulated_cluster(tmp_path / "cluster") as cluster:
         for namespace in ("team-a", "team-b"):
             cluster.ensure_namespace(namespace)
-            cluster.create(
-                configmap(
-                    "k-jwks", "k", configmap_data(public_jwk(ec_private)), namespace=namespace
-                )
-            )
+            publish(cluster, "k", configmap_data(public_jwk(ec_private)), namespace=namespace)
         # --kubeconfig wins over KUBECONFIG, as with kubectl.
         _, port = start_serve(
             cluster,
@@ -339,7 +337,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(
 ) -> None:
     with emulated_cluster(tmp_path / "cluster") as cluster:
         cluster.ensure_namespace(NAMESPACE)
-        cluster.create(configmap("t-jwks", "t", configmap_data(public_jwk(ec_private))))
+        publish(cluster, "t", configmap_data(public_jwk(ec_private)), namespace=NAMESPACE)
         process, port = start_serve(cluster)
         in_flight = socket.create_connection(("127.0.0.1", port), timeout=10)
         in_flight.sendall(f"GET {jwks_path('t')} HTTP/1.1\r\nHost: t\r\n".encode())

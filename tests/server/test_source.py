@@ -1,4 +1,4 @@
-"""The ConfigMap source in process: pagination, claims, relabelling, watch errors.
+"""The keyset and ConfigMap source in process: pagination, trust, relabelling, watch errors.
 
 The end-to-end tests drive the real command; these reach the parts a command line cannot
 set (page size, backoff) and the event handling rules, against the same emulated API.
@@ -16,8 +16,10 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from jwks_operator.core.contract import KEYSET_LABEL
+from jwks_operator.core.contract import KEYSET_LABEL, KEYSET_UID_ANNOTATION
 from jwks_operator.server.kube import (
+    CONFIGMAPS,
+    KEYSETS,
     SELECTOR,
     ApiError,
     ConfigMapSource,
@@ -28,7 +30,7 @@ from jwks_operator.server.kube import (
     load_connection,
 )
 from jwks_operator.server.snapshot import SnapshotStore
-from tests.server.support import configmap, configmap_data, public_jwk
+from tests.server.support import configmap, configmap_data, keyset_body, public_jwk, publish
 from tests.support.cluster import EmulatedCluster
 
 FAST = SourceSettings(backoff_initial=0.05, backoff_max=0.2, relist_delay=0.01, page_size=2)
@@ -58,8 +60,7 @@ async def test_paginated_first_list_then_ready(
 ) -> None:
     for index in range(5):
         await asyncio.to_thread(
-            cluster.create,
-            configmap(f"cm-{index}", f"k{index}", configmap_data(public_jwk(ec_private))),
+            publish, cluster, f"k{index}", configmap_data(public_jwk(ec_private))
         )
     await asyncio.to_thread(cluster.create, configmap("plain", None, {"jwks.json": "{}"}))
     store = SnapshotStore()
@@ -70,42 +71,14 @@ async def test_paginated_first_list_then_ready(
         assert store.snapshot.ready
         assert sorted(name for _, name in store.snapshot.entries) == [f"k{i}" for i in range(5)]
         lists = [r for r in await asyncio.to_thread(cluster.request_log) if r.verb == "list"]
-        assert len(lists) >= 3  # five objects in pages of two
-        assert all(r.query.get("labelSelector") == SELECTOR for r in lists)
+        maps = [r for r in lists if r.resource == "configmaps"]
+        assert len(maps) >= 3  # five objects in pages of two
+        assert all(r.query.get("labelSelector") == SELECTOR for r in maps)
+        assert len([r for r in lists if r.resource == "jwkskeysets"]) >= 3
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-
-
-async def test_two_configmaps_claiming_one_keyset(
-    cluster: EmulatedCluster,
-    running: tuple[ConfigMapSource, SnapshotStore],
-    ec_private: ec.EllipticCurvePrivateKey,
-    ec_private_2: ec.EllipticCurvePrivateKey,
-) -> None:
-    source, store = running
-    await asyncio.wait_for(source.ready.wait(), 10)
-    first, second = public_jwk(ec_private), public_jwk(ec_private_2)
-
-    def served() -> object:
-        entry = store.get("default", "shared")
-        return json.loads(entry.jwks.body)["keys"] if entry and entry.jwks else None
-
-    await asyncio.to_thread(cluster.create, configmap("b-jwks", "shared", configmap_data(second)))
-    await until(lambda: served() == [second])
-    # A later ConfigMap claiming the same keyset cannot take it over, even with a name
-    # that sorts first: the oldest claim wins, the same on every replica.
-    await asyncio.sleep(1.1)  # creationTimestamp has a resolution of one second
-    await asyncio.to_thread(cluster.create, configmap("a-jwks", "shared", configmap_data(first)))
-    await asyncio.to_thread(cluster.patch, "configmaps", "b-jwks", {"data": {"x": "1"}}, "default")
-    await until(lambda: (store.get("default", "shared") or None) is not None)
-    await asyncio.sleep(0.3)
-    assert served() == [second]
-    await asyncio.to_thread(cluster.delete, "configmaps", "b-jwks", "default")
-    await until(lambda: served() == [first])
-    await asyncio.to_thread(cluster.delete, "configmaps", "a-jwks", "default")
-    await until(lambda: store.get("default", "shared") is None)
 
 
 async def test_configmaps_not_managed_by_the_operator_are_not_served(
@@ -115,11 +88,11 @@ async def test_configmaps_not_managed_by_the_operator_are_not_served(
 ) -> None:
     source, store = running
     await asyncio.wait_for(source.ready.wait(), 10)
-    foreign = configmap("planted", "victim", configmap_data(public_jwk(ec_private)))
+    await asyncio.to_thread(cluster.create, keyset_body("victim"))
+    foreign = configmap("victim-jwks", "victim", configmap_data(public_jwk(ec_private)))
     foreign["metadata"]["labels"] = {KEYSET_LABEL: "victim"}  # no managed-by label
     await asyncio.to_thread(cluster.create, foreign)
-    marker = configmap("marker", "marker", configmap_data(public_jwk(ec_private)))
-    await asyncio.to_thread(cluster.create, marker)
+    await asyncio.to_thread(publish, cluster, "marker", configmap_data(public_jwk(ec_private)))
     await until(lambda: store.get("default", "marker") is not None)
     assert store.get("default", "victim") is None
 
@@ -130,9 +103,7 @@ async def test_a_relist_removes_what_vanished_while_disconnected(
     ec_private: ec.EllipticCurvePrivateKey,
 ) -> None:
     _, store = running
-    await asyncio.to_thread(
-        cluster.create, configmap("gone-jwks", "gone", configmap_data(public_jwk(ec_private)))
-    )
+    await asyncio.to_thread(publish, cluster, "gone", configmap_data(public_jwk(ec_private)))
     await until(lambda: store.get("default", "gone") is not None)
     # Break the watch and fail the re-lists for a while; delete meanwhile.
     await asyncio.to_thread(cluster.fail_next, 503, 2, verb="list", plural="configmaps")
@@ -143,24 +114,39 @@ async def test_a_relist_removes_what_vanished_while_disconnected(
     assert store.metrics.watch_restarts.get("error", 0) >= 1
 
 
+def _event(kind: str, obj: object) -> bytes:
+    return json.dumps({"type": kind, "object": obj}).encode()
+
+
 def test_watch_events(ec_private: ec.EllipticCurvePrivateKey) -> None:
     store = SnapshotStore()
     source = ConfigMapSource(store, load_connection_stub(), settings=FAST)
-    obj = configmap("cm", "k", configmap_data(public_jwk(ec_private)))
+    jwk = public_jwk(ec_private)
+    keyset = {
+        "metadata": {"namespace": "default", "name": "k", "uid": "u-1"},
+        "spec": {"configMapName": "cm"},
+        "status": {"keys": [{"kid": jwk["kid"]}]},
+    }
+    obj = configmap("cm", "k", configmap_data(jwk), annotations={KEYSET_UID_ANNOTATION: "u-1"})
     obj["metadata"]["managedFields"] = [{"time": "2026-01-02T03:04:05Z"}]
-    source._handle_event_line(json.dumps({"type": "ADDED", "object": obj}).encode())
+    source._handle_event_line(KEYSETS, _event("ADDED", keyset))
+    source._handle_event_line(CONFIGMAPS, _event("ADDED", obj))
     entry = store.get("default", "k")
     assert entry is not None and entry.jwks is not None
     assert entry.jwks.last_modified == "Fri, 02 Jan 2026 03:04:05 GMT"  # the same on replicas
-    source._handle_event_line(b'{"type": "BOOKMARK", "object": {"metadata": {}}}')
-    source._handle_event_line(json.dumps({"type": "DELETED", "object": obj}).encode())
+    source._handle_event_line(CONFIGMAPS, b'{"type": "BOOKMARK", "object": {"metadata": {}}}')
+    source._handle_event_line(CONFIGMAPS, _event("DELETED", obj))
     assert store.get("default", "k") is None
+    source._handle_event_line(CONFIGMAPS, _event("ADDED", obj))
+    assert store.get("default", "k") is not None
+    source._handle_event_line(KEYSETS, _event("DELETED", keyset))
+    assert store.get("default", "k") is None  # no keyset, nothing served
     with pytest.raises(_WatchExpired):
         source._handle_event_line(
-            b'{"type": "ERROR", "object": {"code": 410, "reason": "Expired"}}'
+            CONFIGMAPS, b'{"type": "ERROR", "object": {"code": 410, "reason": "Expired"}}'
         )
     with pytest.raises(ApiError):
-        source._handle_event_line(b'{"type": "ERROR", "object": {"code": 500}}')
+        source._handle_event_line(KEYSETS, b'{"type": "ERROR", "object": {"code": 500}}')
 
 
 def load_connection_stub() -> KubeConnection:
@@ -172,9 +158,7 @@ async def test_a_watch_from_a_compacted_version_ends_as_expired(
     cluster: EmulatedCluster, ec_private: ec.EllipticCurvePrivateKey
 ) -> None:
     """410 Gone (as an ERROR event) ends the watch as "expired", which makes run() re-list."""
-    await asyncio.to_thread(
-        cluster.create, configmap("old-jwks", "old", configmap_data(public_jwk(ec_private)))
-    )
+    await asyncio.to_thread(publish, cluster, "old", configmap_data(public_jwk(ec_private)))
     stale = str(await asyncio.to_thread(cluster.resource_version))
     await asyncio.to_thread(
         cluster.patch, "configmaps", "old-jwks", {"data": {"x": "1"}}, "default"
@@ -184,7 +168,7 @@ async def test_a_watch_from_a_compacted_version_ends_as_expired(
         SnapshotStore(), load_connection(str(cluster.kubeconfig)), settings=FAST
     )
     async with aiohttp.ClientSession() as session:
-        reason = await asyncio.wait_for(source._watch(session, None, stale), 10)
+        reason = await asyncio.wait_for(source._watch(session, CONFIGMAPS, None, stale), 10)
     assert reason == "expired"
 
 

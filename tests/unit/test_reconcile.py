@@ -3,7 +3,7 @@
 import contextlib
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,6 +57,10 @@ class CrashingStore(MemoryStore):
         self._maybe_crash()
         return await super().write_private(data)
 
+    async def write_trust(self, keys: Sequence[Mapping[str, Any]]) -> None:
+        self._maybe_crash()
+        await super().write_trust(keys)
+
     async def write_public(
         self, data: Mapping[str, str], next_change: datetime | None
     ) -> WriteOutcome:
@@ -77,7 +81,7 @@ def private_kids(store: MemoryStore) -> set[str]:
 async def test_bootstrap_writes_private_then_public_then_marks() -> None:
     store, clock = MemoryStore(), Clock()
     outcome = await reconcile(SPEC, store, clock=clock, new_key=PooledKeyFactory())
-    assert store.writes == ["private", "public", "private"]
+    assert store.writes == ["private", "trust", "public", "private"]
     assert outcome.ready.status and outcome.ready.reason == "KeysPublished"
     assert outcome.active_kid and outcome.next_kid
     assert published_kids(store) == private_kids(store) == {outcome.active_kid, outcome.next_kid}
@@ -108,11 +112,18 @@ async def test_edited_public_documents_are_repaired_with_an_event() -> None:
     store.public[CONFIGMAP_JWKS] = '{"keys":[]}'
     outcome = await reconcile(SPEC, store, clock=clock, new_key=PooledKeyFactory())
     assert store.public == good
-    assert [(e.type, e.reason) for e in outcome.events] == [("Warning", "PublicKeysRepaired")]
+    assert outcome.events == ()
+    (notice,) = outcome.notices
+    assert notice.each_time
+    assert (notice.event.type, notice.event.reason) == ("Warning", "PublicKeysRepaired")
+    assert (outcome.ready.status, outcome.ready.reason) == (True, "PublicKeysRepaired")
     store.public = None
     outcome = await reconcile(SPEC, store, clock=clock, new_key=PooledKeyFactory())
     assert store.public == good
-    assert "missing" in outcome.events[0].message
+    assert "missing" in outcome.notices[0].event.message
+    # Repaired, the next reconciliation is plain KeysPublished again.
+    outcome = await reconcile(SPEC, store, clock=clock, new_key=PooledKeyFactory())
+    assert (outcome.ready.reason, outcome.notices) == ("KeysPublished", ())
 
 
 async def test_corrupt_private_state_is_refused_and_nothing_is_written() -> None:
@@ -176,7 +187,7 @@ async def test_crash_between_any_two_writes_converges_and_loses_nothing(seed: in
     for _ in range(40):
         clock.now += timedelta(seconds=rng.choice([0, 1, 5, 20, 30, 60]))
         store.attempts = 0
-        store.crash_at = rng.choice([None, 1, 2, 3])
+        store.crash_at = rng.choice([None, 1, 2, 3, 4])
         with contextlib.suppress(Crash):
             await reconcile(SPEC, store, clock=clock, new_key=factory)
         if store.private is None:
@@ -224,7 +235,7 @@ async def test_a_rotate_request_never_signs_with_an_unpublished_key() -> None:
     store, clock, factory = SigningWatcher(), Clock(), PooledKeyFactory()
     await reconcile(SPEC, store, clock=clock, new_key=factory)
     clock.now += timedelta(seconds=60)  # a rotation: a new next key is made...
-    store.attempts, store.crash_at = 0, 2  # ...and the public write after it fails
+    store.attempts, store.crash_at = 0, 3  # ...and the public write after it fails
     with contextlib.suppress(Crash):
         await reconcile(SPEC, store, clock=clock, new_key=factory)
     stored = state_from_json((store.private or {})[SECRET_KEYS])

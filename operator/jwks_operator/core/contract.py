@@ -23,6 +23,9 @@ ROTATE_ANNOTATION: Final = "jwks.dev/rotate"
 """Set to any new value on a JwksKeySet to promote its published next key now (once per value)."""
 CONTENT_HASH_ANNOTATION: Final = "jwks.dev/content-hash"
 """SHA-256 of the data the operator wrote, so that unchanged content is never rewritten."""
+KEYSET_UID_ANNOTATION: Final = "jwks.dev/keyset-uid"
+"""On the ConfigMap: the UID of the JwksKeySet it was written for. The server serves a
+ConfigMap only for the keyset whose UID it carries (here, or as an owner reference)."""
 NEXT_CHANGE_ANNOTATION: Final = "jwks.dev/next-change"
 """On the ConfigMap: RFC 3339 UTC time of the keyset's next scheduled JWKS change.
 The server caps ``Cache-Control: max-age`` so that no cache outlives it."""
@@ -35,8 +38,8 @@ SECRET_SIGNING_JWK: Final = "signing.jwk"
 CONFIGMAP_JWKS: Final = "jwks.json"
 CONFIGMAP_OPENID: Final = "openid-configuration"
 CONFIGMAP_VERIFICATION: Final = "verification.json"
-"""The keyset's public token policy (spec.verification), for the gateway ``/verify`` endpoint:
-the server reads only ConfigMaps, never the JwksKeySet, so the operator publishes it here."""
+"""The keyset's public token policy (spec.verification), for the gateway ``/verify`` endpoint,
+published next to the JWKS so that the server needs nothing but the ConfigMap and status."""
 
 PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 """JWK members that carry secret material (RFC 7518 section 6); none may ever be published."""

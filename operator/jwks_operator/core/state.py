@@ -10,7 +10,7 @@ would break every token that is still outstanding.
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
@@ -100,6 +100,44 @@ class KeySetState:
             for key in self.keys
         )
         return self if keys == self.keys else replace(self, keys=keys)
+
+    def settled(self, before: "KeySetState", delay: timedelta) -> "KeySetState":
+        """Move every time the planner recorded (against ``before``) ``delay`` later.
+
+        The planner stamps what it decides with the ``now`` it was given; the effect (a key
+        that starts or stops signing, a key kept for its tokens) becomes visible only once
+        the write carrying it is confirmed, ``delay`` later. Recorded times must be the
+        visible ones or later, never earlier: a retirement stamped before the write that
+        stopped the key signing would remove the key before ``retireAfter`` has passed
+        for the last tokens it signed.
+        """
+        if delay <= timedelta(0):
+            return self
+        earlier = {key.kid: key for key in before.keys}
+        known_orphans = {orphan.kid: orphan for orphan in before.orphans}
+
+        def later(value: datetime | None, old: datetime | None) -> datetime | None:
+            return value + delay if value is not None and value != old else value
+
+        keys = []
+        for key in self.keys:
+            old = earlier.get(key.kid)
+            keys.append(
+                replace(
+                    key,
+                    created_at=key.created_at + delay if old is None else key.created_at,
+                    activated_at=later(key.activated_at, old.activated_at if old else None),
+                    retired_at=later(key.retired_at, old.retired_at if old else None),
+                    removes_at=later(key.removes_at, old.removes_at if old else None),
+                )
+            )
+        orphans = tuple(
+            orphan
+            if orphan.kid in known_orphans
+            else replace(orphan, removes_at=orphan.removes_at + delay)
+            for orphan in self.orphans
+        )
+        return replace(self, keys=tuple(keys), orphans=orphans)
 
 
 def _time(value: datetime | None) -> str | None:

@@ -6,10 +6,13 @@ wake it for the echoes of its own writes, or every reconciliation would cause an
 (and "exactly once per change" would be false). So:
 
 - a JwksKeySet event wakes the daemon only when its generation, spec or
-  ``jwks.dev/rotate`` annotation differs from what the last reconciliation used (status
-  patches and Kopf's finalizer bookkeeping do not);
+  ``jwks.dev/rotate`` annotation differs from what the last reconciliation used, or when
+  ``status.keys`` lists a set of kids the daemon never wrote (what servers trust; other
+  status changes and Kopf's finalizer bookkeeping do not);
 - a Secret/ConfigMap event wakes it only for the keyset's current target names, and only
-  when the object's resourceVersion is not one the store read or wrote itself. A
+  when the object's resourceVersion is not one the store read or wrote itself; a
+  ConfigMap labelled for the keyset under another name wakes it once per version (it
+  reports such ConfigMaps: the server never serves them). A
   deletion always wakes it. The check is repeated when the daemon wakes up, because an
   event can overtake the read that makes its version known (at startup, typically).
 """
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from jwks_operator.core.contract import ROTATE_ANNOTATION
+from jwks_operator.store.kubernetes import CONFIGMAP
 
 _KNOWN_VERSIONS: Final = 64
 
@@ -35,6 +39,16 @@ def change_key(body: Mapping[str, Any]) -> tuple[Any, ...]:
         meta.get("generation"),
         hashlib.sha256(spec.encode()).hexdigest(),
         (meta.get("annotations") or {}).get(ROTATE_ANNOTATION),
+    )
+
+
+def listed_kids(status: Mapping[str, Any] | None) -> frozenset[str]:
+    """The kids a keyset's ``status.keys`` lists: the keys servers may serve."""
+    entries = (status or {}).get("keys")
+    if not isinstance(entries, list):
+        return frozenset()
+    return frozenset(
+        str(entry["kid"]) for entry in entries if isinstance(entry, Mapping) and "kid" in entry
     )
 
 
@@ -55,6 +69,9 @@ class Waker:
         self.uid = uid
         self.seen: tuple[Any, ...] | None = None
         self.targets: dict[str, str] = {}
+        self._claims: deque[tuple[str, str]] = deque(maxlen=_KNOWN_VERSIONS)
+        self._vouched: deque[frozenset[str]] = deque(maxlen=_KNOWN_VERSIONS)
+        """The kid sets this daemon wrote to ``status.keys`` (recorded before each write)."""
         self._event = asyncio.Event()
         self._pending: list[_Pending] = []
         self._known: dict[tuple[str, str], deque[str]] = {}
@@ -69,22 +86,54 @@ class Waker:
     def _known_version(self, kind: str, name: str, version: str) -> bool:
         return version in self._known.get((kind, name), ())
 
+    def vouched(self, kids: frozenset[str]) -> None:
+        """``status.keys`` is about to list exactly ``kids`` (written by this daemon)."""
+        if kids not in self._vouched:
+            self._vouched.append(kids)
+
     # -- watch events
     def keyset_event(self, body: Mapping[str, Any]) -> bool:
-        if self.seen is None or change_key(body) == self.seen:
+        if self.seen is None:
             return False
-        self._wake(_Pending("keyset changed"))
-        return True
+        if change_key(body) != self.seen:
+            self._wake(_Pending("keyset changed"))
+            return True
+        status = body.get("status")
+        if (
+            self._vouched
+            and isinstance(status, Mapping)
+            and status
+            and listed_kids(status) not in self._vouched
+        ):
+            # status.keys is what servers trust: rewrite it when someone else changed it. A
+            # late event of our own carries a kid set we wrote, and the daemon never writes
+            # an empty one, so a wiped list wakes it. An event with no status at all is the
+            # keyset as created, before our first write (a late ADDED event); a status
+            # removed as a whole is rewritten at the next resync, and until then servers
+            # serve none of its keys (they fail closed).
+            self._wake(_Pending("status edited"))
+            return True
+        return False
 
     def object_event(self, kind: str, name: str, event_type: str | None, version: str) -> bool:
         if self.targets.get(kind) != name:
-            return False
+            return self._claim_event(kind, name, event_type, version)
         if event_type == "DELETED":
             self._wake(_Pending(f"{kind} {name} deleted"))
             return True
         if version and self._known_version(kind, name, version):
             return False
         self._wake(_Pending(f"{kind} {name} changed", kind, name, version))
+        return True
+
+    def _claim_event(self, kind: str, name: str, event_type: str | None, version: str) -> bool:
+        """Another ConfigMap labelled for this keyset (planted or relabelled): the daemon
+        reports it (``UntrustedConfigMap``) and reports it gone; each version wakes once."""
+        if kind != CONFIGMAP or not self.targets or (name, version) in self._claims:
+            return False
+        self._claims.append((name, version))
+        gone = " deleted" if event_type == "DELETED" else ""
+        self._wake(_Pending(f"{kind} {name} claims the keyset{gone}"))
         return True
 
     def poke(self, reason: str) -> None:

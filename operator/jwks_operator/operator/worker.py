@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from jwks_operator.core.contract import API_VERSION, KEYSET_LABEL, PLURAL, ROTATE_ANNOTATION
+from jwks_operator.core.readiness import Facts
 from jwks_operator.core.spec import SpecError, parse_spec
 from jwks_operator.core.timefmt import format_time
 from jwks_operator.operator.status import ready_changed, render_status, status_patch
-from jwks_operator.operator.wakeups import Waker, change_key
-from jwks_operator.reconcile import Condition, Outcome, not_ready, reconcile
+from jwks_operator.operator.wakeups import Waker, change_key, listed_kids
+from jwks_operator.reconcile import Outcome, reconcile, refused
 from jwks_operator.store.kubeclient import KubeApiError, KubeClient, object_path
 from jwks_operator.store.kubernetes import (
     CONFIGMAP,
@@ -147,20 +148,25 @@ class KeySetWorker:
         try:
             spec = parse_spec(self.waker.name, body.get("spec"))
         except SpecError as error:
-            outcome = not_ready("InvalidSpec", str(error))
+            outcome = refused(Facts(spec_error=str(error)))
             await self.report(body, outcome, generation, reasons)
             return runtime.resync
         self.waker.targets = {SECRET: spec.secret_name, CONFIGMAP: spec.config_map_name}
+        if "status edited" in reasons:
+            self.last_status = None  # someone else wrote status: believe the body, not us
         store = KubernetesStore(
             runtime.client,
             namespace=self.waker.namespace,
             spec=spec,
             owner=Owner(self.waker.name, str(meta.get("uid") or self.waker.uid)),
             tracker=self.waker,
+            listed=listed_kids(self.previous_status(body)),
         )
         rotate = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
         async with runtime.slots:
             outcome = await reconcile(spec, store, clock=runtime.clock, rotate_request=rotate)
+        if store.status_written is not None:
+            self.last_status = store.status_written
         await self.report(body, outcome, generation, reasons)
         if store.migrated_from is not None:
             runtime.post_event(
@@ -178,6 +184,10 @@ class KeySetWorker:
         due = (outcome.next_change - runtime.clock()).total_seconds()
         return min(runtime.resync, max(SLACK, due + SLACK))
 
+    def previous_status(self, body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The status as last written by this worker, else as the watch last showed it."""
+        return self.last_status if self.last_status is not None else body.get("status")
+
     async def report(
         self,
         body: Mapping[str, Any],
@@ -186,7 +196,7 @@ class KeySetWorker:
         reasons: list[str],
     ) -> None:
         """Events, status (what ``kubectl get`` shows), then one log line."""
-        previous = self.last_status if self.last_status is not None else body.get("status")
+        previous = self.previous_status(body)
         desired = render_status(
             outcome, generation=generation, previous=previous, now=self.runtime.clock()
         )
@@ -194,8 +204,13 @@ class KeySetWorker:
         # once per change of the Ready condition, not every 30 seconds. Events go first:
         # the changes they report are already written, and a failed status patch is
         # retried by a reconciliation that has nothing left to report.
-        if outcome.ready.status or ready_changed(desired, previous):
+        changed = ready_changed(desired, previous)
+        if outcome.ready.status or changed:
             for event in outcome.events:
+                self.runtime.post_event(body, event.type, event.reason, event.message)
+        for notice in outcome.notices:
+            if changed or notice.each_time:
+                event = notice.event
                 self.runtime.post_event(body, event.type, event.reason, event.message)
         await self.patch_status(desired, previous)
         trigger = ", ".join(reasons)
@@ -236,6 +251,8 @@ class KeySetWorker:
         patch = status_patch(desired, previous)
         if patch is None:
             return
+        if "keys" in patch:
+            self.waker.vouched(listed_kids(patch))  # before the write: its echo may come first
         path = object_path(API_VERSION, PLURAL, self.waker.namespace, self.waker.name, "status")
         response = await self.runtime.client.merge_patch(path, {"status": patch})
         status = response.get("status")
@@ -253,11 +270,10 @@ class KeySetWorker:
             and self.logger.isEnabledFor(logging.DEBUG),
         )
         body = self.snapshot()
-        self.runtime.post_event(body, "Warning", "ReconcileFailed", message)
-        outcome = Outcome(
-            ready=Condition("Ready", False, "ReconcileFailed", message),
-            rotating=Condition("Rotating", False, "ReconcileFailed", "not reconciled"),
-        )
+        outcome = refused(Facts(failure=message))
+        for notice in outcome.notices:  # ReconcileFailed: posted for every failed attempt
+            event = notice.event
+            self.runtime.post_event(body, event.type, event.reason, event.message)
         try:
             previous = self.last_status if self.last_status is not None else body.get("status")
             desired = render_status(

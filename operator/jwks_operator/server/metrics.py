@@ -9,6 +9,8 @@ Families (all prefixed ``jwks_``):
 - ``snapshot_keysets``, ``snapshot_bytes``: entries and pre-encoded bytes held.
 - ``configmaps_refused_total{reason}``: documents the guard refused (previous body kept).
 - ``keysets_refused``: keysets whose latest ConfigMap content is refused right now.
+- ``untrusted_total{reason}``: keys and ConfigMaps left out because no keyset vouches
+  for them (``server.trust``): ``unlisted``, ``thumbprint``, ``malformed``, ``unbound``.
 - ``watch_restarts_total{reason}``: re-lists of the Kubernetes source.
 - ``last_update_timestamp_seconds``, ``seconds_since_last_update``: last snapshot change.
 - ``ready``, ``open_connections``.
@@ -32,6 +34,7 @@ class Metrics:
         self.requests: dict[tuple[str, int], int] = {}
         self.refused: dict[str, int] = {}
         self.watch_restarts: dict[str, int] = {}
+        self.untrusted: dict[str, int] = {}
         self.open_connections = 0
         self._collectors: list[Callable[[], str]] = []
         # The store counts refusals from worker threads; the request path stays lock-free.
@@ -44,6 +47,10 @@ class Metrics:
     def count_refused(self, reason: str) -> None:
         with self._lock:
             self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    def count_untrusted(self, reason: str) -> None:
+        with self._lock:
+            self.untrusted[reason] = self.untrusted.get(reason, 0) + 1
 
     def count_watch_restart(self, reason: str) -> None:
         with self._lock:
@@ -73,6 +80,13 @@ class Metrics:
         _family(lines, "keysets_refused", "gauge", "Keysets whose latest content is refused.")
         refused_now = sum(1 for entry in snapshot.entries.values() if entry.refused)
         lines.append(f"jwks_keysets_refused {refused_now}")
+        _family(
+            lines,
+            "untrusted_total",
+            "counter",
+            "Keys and ConfigMaps not served because no keyset's status vouches for them.",
+        )
+        _labelled(lines, "jwks_untrusted_total", "reason", self.untrusted.items())
         _family(lines, "watch_restarts_total", "counter", "Re-lists of the ConfigMap watch.")
         _labelled(lines, "jwks_watch_restarts_total", "reason", self.watch_restarts.items())
         _family(lines, "last_update_timestamp_seconds", "gauge", "Last snapshot change.")

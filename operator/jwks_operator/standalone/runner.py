@@ -109,6 +109,9 @@ def log_outcome(label: str, outcome: Outcome) -> None:
         level = logging.WARNING if event.type == "Warning" else logging.INFO
         extra = keyset_extra(label, event.reason)
         logger.log(level, "%s %s: %s", label, event.reason, event.message, extra=extra)
+    for notice in outcome.notices if outcome.ready.status else ():  # e.g. PublicKeysRepaired
+        extra = keyset_extra(label, notice.event.reason)
+        logger.warning("%s %s: %s", label, notice.event.reason, notice.event.message, extra=extra)
     if not outcome.ready.status:
         logger.warning(
             "%s not ready (%s): %s",

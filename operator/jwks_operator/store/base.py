@@ -7,11 +7,11 @@ published before its private half is safe, and adapters skip writes whose conten
 unchanged so that a steady keyset costs no writes at all.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class WriteOutcome(StrEnum):
@@ -32,6 +32,8 @@ class StoredDocuments:
     """False when the public documents no longer match what was last written (edited)."""
     conflict: str | None = None
     """Set when a target name is taken by an object this keyset does not own: why."""
+    untrusted_configmaps: tuple[str, ...] = ()
+    """Other ConfigMaps labelled for this keyset (planted or relabelled): never served."""
 
 
 class StoreConflictError(Exception):
@@ -42,6 +44,11 @@ class KeySetStore(Protocol):
     async def read(self) -> StoredDocuments: ...
 
     async def write_private(self, data: Mapping[str, str]) -> WriteOutcome: ...
+
+    async def write_trust(self, keys: Sequence[Mapping[str, Any]]) -> None:
+        """Before a JWKS holding a new kid is written: record that its kids are vouched for
+        where servers look (a keyset's ``status.keys``); a no-op where no server needs it."""
+        ...
 
     async def write_public(
         self, data: Mapping[str, str], next_change: datetime | None

@@ -15,6 +15,9 @@ What this adapter adds to the contract of ``store.base``:
   so a concurrent writer makes this one fail with 409 rather than silently lose a key.
 - ``deletionPolicy: Delete`` sets an ownerReference to the JwksKeySet (the garbage
   collector then removes both objects with it); ``Retain`` removes ours, keeps others'.
+- Binding: the ConfigMap carries ``jwks.dev/keyset-uid`` (the keyset's UID), and the
+  keyset's ``status.keys`` lists a new kid before the ConfigMap holds it
+  (``write_trust``): the JWKS server serves only keys both agree on (``server.trust``).
 - Every resourceVersion read or written is reported to a ``Tracker``, so that the
   operator can tell the watch echo of its own writes from a change made by someone else.
 """
@@ -24,7 +27,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -35,10 +38,12 @@ from jwks_operator.core.contract import (
     CONTENT_HASH_ANNOTATION,
     GROUP,
     KEYSET_LABEL,
+    KEYSET_UID_ANNOTATION,
     KIND,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     NEXT_CHANGE_ANNOTATION,
+    PLURAL,
     SECRET_KEYS,
 )
 from jwks_operator.core.publication import next_change_annotation
@@ -56,6 +61,9 @@ _PLURALS: Final = {SECRET: "secrets", CONFIGMAP: "configmaps"}
 class Tracker(Protocol):
     def observed(self, kind: str, name: str, resource_version: str) -> None:
         """``kind``/``name`` is known to be at ``resource_version`` (read or written by us)."""
+
+    def vouched(self, kids: frozenset[str]) -> None:
+        """The keyset's ``status.keys`` is about to list exactly ``kids`` (our own write)."""
 
 
 @dataclass(frozen=True)
@@ -124,11 +132,17 @@ class KubernetesStore:
         spec: KeySetSpec,
         owner: Owner | None,
         tracker: Tracker | None = None,
+        listed: frozenset[str] = frozenset(),
     ) -> None:
         self._client = client
         self._namespace = namespace
         self._spec = spec
+        self._uid = owner.uid if owner is not None else None
         self._owner = owner if spec.deletion_policy == "Delete" else None
+        self._listed = listed
+        """The kids the keyset's ``status.keys`` lists now (what servers will serve)."""
+        self.status_written: dict[str, Any] | None = None
+        """The keyset's status as the trust write left it, if it wrote."""
         self._tracker = tracker
         self._objects: dict[str, dict[str, Any] | None] = {}
         self.migrated_from: str | None = None
@@ -177,6 +191,7 @@ class KubernetesStore:
             # make reconcile mint new keys, which breaks every outstanding token.
             private_state = "" if decoded is None else decoded.get(SECRET_KEYS, "")
 
+        untrusted = await self._untrusted_configmaps()
         public_data: dict[str, str] | None = None
         intact = True
         if configmap is not None:
@@ -185,7 +200,26 @@ class KubernetesStore:
                 CONTENT_HASH_ANNOTATION
             )
             intact = recorded == content_hash(public_data) and not configmap.get("binaryData")
-        return StoredDocuments(private_state, public_data, public_intact=intact)
+        return StoredDocuments(
+            private_state, public_data, public_intact=intact, untrusted_configmaps=untrusted
+        )
+
+    async def _untrusted_configmaps(self) -> tuple[str, ...]:
+        """ConfigMaps labelled for this keyset under another name, not written by us.
+
+        The JWKS server never serves them (it serves the ConfigMap the spec names); they
+        are reported because someone who may write ConfigMaps here made or relabelled one.
+        One of ours left under an old name after a rename carries our UID: it is about to
+        be released, not reported.
+        """
+        found = []
+        for item in await labelled(self._client, CONFIGMAP, self._namespace, self._spec.name):
+            meta = item.get("metadata") or {}
+            name = str(meta.get("name"))
+            ours = (meta.get("annotations") or {}).get(KEYSET_UID_ANNOTATION) == self._uid
+            if name != self._spec.config_map_name and not (ours and self._uid):
+                found.append(name)
+        return tuple(sorted(found))
 
     async def _renamed_secret(self) -> dict[str, Any] | None:
         """After ``spec.secretName`` changed, the keys are still in the Secret labelled for
@@ -202,12 +236,32 @@ class KubernetesStore:
     async def write_private(self, data: Mapping[str, str]) -> WriteOutcome:
         return await self._write(SECRET, data, {})
 
+    async def write_trust(self, keys: Sequence[Mapping[str, Any]]) -> None:
+        """List new kids in ``status.keys`` (status subresource) before the ConfigMap has them.
+
+        The server serves a key only when the keyset's status lists its kid, so a key
+        added to the ConfigMap first would be refused (and reported as untrusted) for a
+        moment. Removals need no early write: the status written after the reconcile
+        drops them, and a listed kid the ConfigMap no longer holds is simply not served.
+        """
+        kids = frozenset(str(entry["kid"]) for entry in keys)
+        if kids <= self._listed:
+            return
+        if self._tracker is not None:
+            self._tracker.vouched(kids)  # before the write: its echo may come first
+        path = object_path(API_VERSION, PLURAL, self._namespace, self._spec.name, "status")
+        response = await self._client.merge_patch(path, {"status": {"keys": list(keys)}})
+        status = response.get("status")
+        self.status_written = dict(status) if isinstance(status, Mapping) else None
+        self._listed = kids
+
     async def write_public(
         self, data: Mapping[str, str], next_change: datetime | None
     ) -> WriteOutcome:
-        return await self._write(
-            CONFIGMAP, data, {NEXT_CHANGE_ANNOTATION: next_change_annotation(next_change)}
-        )
+        annotations = {NEXT_CHANGE_ANNOTATION: next_change_annotation(next_change)}
+        if self._uid:
+            annotations[KEYSET_UID_ANNOTATION] = self._uid
+        return await self._write(CONFIGMAP, data, annotations)
 
     async def _write(
         self, kind: str, data: Mapping[str, str], annotations: Mapping[str, str | None]

@@ -24,10 +24,10 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from jwks_operator.core.contract import SECRET_KEYS
 from jwks_operator.core.timefmt import format_time
@@ -139,6 +139,9 @@ class LocalDirStore:
     async def write_private(self, data: Mapping[str, str]) -> WriteOutcome:
         # Only keys.json is stored: the signing.* entries of a Secret are derived from it.
         return await asyncio.to_thread(self._write_if_changed, self.private_file, data[SECRET_KEYS])
+
+    async def write_trust(self, keys: Sequence[Mapping[str, Any]]) -> None:
+        """Nothing to do: standalone mode's server is fed by this process, not a watch."""
 
     async def write_public(
         self, data: Mapping[str, str], next_change: datetime | None

@@ -4,8 +4,9 @@ It keeps a log of writes so that tests can check ordering (private before public
 that unchanged content is never rewritten.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from jwks_operator.core.contract import SECRET_KEYS
 from jwks_operator.store.base import StoredDocuments, WriteOutcome
@@ -18,6 +19,7 @@ class MemoryStore:
         self.next_change: datetime | None = None
         self.writes: list[str] = []
         self._public_written: dict[str, str] | None = None
+        self.trusted: frozenset[str] = frozenset()
 
     async def read(self) -> StoredDocuments:
         return StoredDocuments(
@@ -33,6 +35,12 @@ class MemoryStore:
         self.private = dict(data)
         self.writes.append("private")
         return outcome
+
+    async def write_trust(self, keys: Sequence[Mapping[str, Any]]) -> None:
+        kids = frozenset(str(entry["kid"]) for entry in keys)
+        if not kids <= self.trusted:
+            self.trusted = kids
+            self.writes.append("trust")
 
     async def write_public(
         self, data: Mapping[str, str], next_change: datetime | None
