@@ -24,7 +24,7 @@ from tests.standalone.support import cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-_KID = re.compile(r"\b[A-Za-z0-9_-]{43}\b")
+_KID = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")  # kids may start with -
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\S+ ")
 _DURATION = re.compile(r"(interval|prePublish|retireAfter): (\d+)s")
