@@ -5,7 +5,10 @@ traceback after start-up.
 """
 
 import argparse
+from pathlib import Path
 from typing import Final
+
+from jwks_operator.server.tls import TlsError, TlsFiles, load_context
 
 MAX_MAX_AGE: Final = 31_536_000
 """One year: longer cache lifetimes are refused as a likely mistake."""
@@ -29,3 +32,31 @@ def max_age(text: str) -> int:
     if not 0 <= value <= MAX_MAX_AGE:
         raise argparse.ArgumentTypeError(f"max-age must be 0..{MAX_MAX_AGE} seconds")
     return value
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tls-cert-file`` / ``--tls-key-file``: serve https, reloading the files on change."""
+    parser.add_argument(
+        "--tls-cert-file",
+        type=Path,
+        metavar="PEM",
+        help="serve https with this certificate chain (reloaded when the file changes)",
+    )
+    parser.add_argument(
+        "--tls-key-file",
+        type=Path,
+        metavar="PEM",
+        help="the certificate's private key (unencrypted PEM; reloaded with it)",
+    )
+
+
+def tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    """The TLS pair of the command line, checked by loading it once; raise TlsError."""
+    cert, key = args.tls_cert_file, args.tls_key_file
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise TlsError("--tls-cert-file and --tls-key-file must be given together")
+    files = TlsFiles(cert_file=cert, key_file=key)
+    load_context(files)
+    return files

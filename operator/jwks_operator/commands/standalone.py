@@ -59,6 +59,7 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
         metavar="NAMESPACE/NAME",
         help="keyset served at /.well-known/jwks.json",
     )
+    argtypes.add_tls_arguments(parser)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     parser.set_defaults(handler=handle)
 
@@ -78,8 +79,13 @@ def configure_logging(level: str) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     # Imported here: the server and the planner are not needed by the other subcommands.
+    from jwks_operator.server.tls import TlsError
     from jwks_operator.standalone.app import Options, default_keyset_problem, run
 
+    try:
+        tls = argtypes.tls_files(args)
+    except TlsError as error:
+        return _refuse(str(error))
     try:
         config = load_config(args.config)
     except ConfigError as error:
@@ -115,6 +121,7 @@ def handle(args: argparse.Namespace) -> int:
             max_age=args.max_age,
             default_keyset=default,
             default_keyset_required=args.default_keyset is not None,
+            tls=tls,
         )
         configure_logging(args.log_level)
         return asyncio.run(run(options, config, publish_dir))
