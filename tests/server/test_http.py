@@ -5,6 +5,7 @@ the exact headers (and their absence) are what is asserted.
 """
 
 import asyncio
+import contextlib
 import gzip
 import json
 import time
@@ -407,7 +408,11 @@ PARSER = "parser"
         ),
         (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", 400, PARSER),
         (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1, 1\r\n\r\n", 400, PARSER),
-        (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", 400, PARSER),
+        (
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            400,
+            PARSER,
+        ),
         (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999\r\n\r\n", 413, OURS),
     ],
 )
@@ -442,10 +447,8 @@ async def test_odd_request_lines_aiohttp_accepts_are_still_safe(
     writer.write(raw)
     answer = await asyncio.wait_for(read_response(reader), 5)
     assert answer.status == 404 and answer.json()["error"] == "not_found"
-    try:
+    with contextlib.suppress(TimeoutError):  # kept alive, and nothing more was sent
         assert await asyncio.wait_for(reader.read(), 1) == b""
-    except TimeoutError:
-        pass  # kept alive, and nothing more was sent
     writer.close()
 
 
@@ -464,14 +467,19 @@ async def test_a_slow_client_is_timed_out(
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     trickle = b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 100
     started = time.monotonic()
-    with pytest.raises(ConnectionError):
-        for byte in trickle:
+    closed = False
+    for byte in trickle:
+        try:
             writer.write(bytes([byte]))
             await writer.drain()
-            await asyncio.sleep(0.2)
-            if reader.at_eof() or time.monotonic() - started > 10:
-                raise ConnectionResetError
-    assert time.monotonic() - started < 5
+        except ConnectionError:
+            closed = True
+        await asyncio.sleep(0.2)
+        if closed or reader.at_eof():
+            break
+    assert reader.at_eof() or closed
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    assert time.monotonic() - started < 5  # 100 bytes would have taken 20 s
     # A connection that never sends anything is closed too, silently.
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     assert await asyncio.wait_for(reader.read(), 5) == b""
@@ -662,7 +670,9 @@ async def test_verify_hook_receives_the_entry_and_request(
             b"{}",
         )
 
-    server = await make_server(ready_store(public_jwk(ec_private)), server_options={"verify_handler": handler})
+    server = await make_server(
+        ready_store(public_jwk(ec_private)), server_options={"verify_handler": handler}
+    )
     answer = await request(
         server.port, "PUT", "/identity/auth/verify?aud=a%20b&x", {"Authorization": "Bearer t"}
     )
@@ -691,7 +701,9 @@ async def test_a_failing_verify_hook_is_a_bare_500(
     ) -> tuple[int, Sequence[tuple[str, str]], bytes]:
         raise RuntimeError("secret detail")
 
-    server = await make_server(ready_store(public_jwk(ec_private)), server_options={"verify_handler": handler})
+    server = await make_server(
+        ready_store(public_jwk(ec_private)), server_options={"verify_handler": handler}
+    )
     answer = await request(server.port, "GET", "/identity/auth/verify")
     assert answer.status == 500
     assert b"secret detail" not in answer.body and b"Traceback" not in answer.body

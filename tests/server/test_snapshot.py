@@ -14,11 +14,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwks_operator.core.contract import NEXT_CHANGE_ANNOTATION
 from jwks_operator.core.timefmt import format_time
 from jwks_operator.server import representation
+from jwks_operator.server.representation import Document
 from jwks_operator.server.snapshot import (
     UNAVAILABLE_NO_KEYS,
     UNAVAILABLE_REFUSED,
     ApplyResult,
-    Document,
     SnapshotStore,
 )
 from tests.server.support import configmap_data, jwks_text, private_members, public_jwk

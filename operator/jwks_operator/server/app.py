@@ -103,7 +103,7 @@ def _verify_header(name: str, value: str) -> tuple[str, str] | None:
         not name
         or name.lower() in _FORBIDDEN_VERIFY_HEADERS
         or not _TOKEN_CHARS.issuperset(name)
-        or any(ch < " " and ch != "\t" or ch == "\x7f" for ch in value)
+        or any((ch < " " and ch != "\t") or ch == "\x7f" for ch in value)
     ):
         return None
     if value.isascii():
@@ -198,7 +198,7 @@ class Responder:
         request.protocol.force_close()
         return response
 
-    def _dispatch(self, route: Route, request: web.BaseRequest, query: str) -> web.StreamResponse:
+    def _dispatch(self, route: Route, request: web.BaseRequest, query: str) -> web.Response:
         kind = route.kind
         method = request.method
         if kind == routing.VERIFY or kind == routing.VERIFY_PREFIX:
@@ -235,7 +235,7 @@ class Responder:
             return response
         return _error(404, "not_found", f"no keyset {route.namespace}/{route.name}")
 
-    def _document(self, route: Route, request: web.BaseRequest) -> web.StreamResponse:
+    def _document(self, route: Route, request: web.BaseRequest) -> web.Response:
         entry = self._entry(route)
         if isinstance(entry, web.Response):
             return entry
@@ -323,7 +323,7 @@ class Responder:
             self._jwk_set[value] = known
         return known
 
-    def _verify(self, route: Route, request: web.BaseRequest, query: str) -> web.StreamResponse:
+    def _verify(self, route: Route, request: web.BaseRequest, query: str) -> web.Response:
         if self.verify_handler is None:
             return _error(404, "not_found", "token verification is not available in this server")
         entry = self._entry(route)
@@ -365,7 +365,9 @@ class Responder:
 
 def _simple(status: int, body: bytes, content_type: str = "application/json") -> web.Response:
     """An uncacheable response (errors, health, metrics)."""
-    return web.Response(status=status, body=body, headers={**_NO_STORE, "Content-Type": content_type})
+    return web.Response(
+        status=status, body=body, headers={**_NO_STORE, "Content-Type": content_type}
+    )
 
 
 def _error(status: int, code: str, message: str) -> web.Response:

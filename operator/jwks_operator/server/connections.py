@@ -109,13 +109,11 @@ class GuardedServer(web.Server):
                 connection.inner.force_close()
         self.check_heads()
 
-    async def heads_drained(self, timeout: float) -> None:
-        """Wait (up to ``timeout``) until no connection is part-way through a request head."""
+    async def heads_drained(self) -> None:
+        """Wait until no connection is part-way through a request head (the caller bounds
+        the wait: ``limits.shutdown_grace``)."""
         self.check_heads()
-        try:
-            await asyncio.wait_for(self._heads_pending.wait(), timeout)
-        except TimeoutError:
-            logger.info("shutting down with a request head still incomplete")
+        await self._heads_pending.wait()
 
     def check_heads(self) -> None:
         if self.closing and not any(c.partial for c in self.guarded):
@@ -125,7 +123,16 @@ class GuardedServer(web.Server):
 class GuardedConnection(asyncio.Protocol):
     """One client connection: aiohttp's handler inside, the deadlines around it."""
 
-    __slots__ = ("_admitted", "_closing_since", "_paused_since", "_transport", "deadline", "inner", "partial", "server")
+    __slots__ = (
+        "_admitted",
+        "_closing_since",
+        "_paused_since",
+        "_transport",
+        "deadline",
+        "inner",
+        "partial",
+        "server",
+    )
 
     def __init__(self, server: GuardedServer, inner: web.RequestHandler) -> None:
         self.server = server

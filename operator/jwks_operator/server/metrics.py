@@ -42,7 +42,7 @@ CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text format, which ``generate_latest`` writes."""
 
 # ``*_created`` series double every counter for a value nobody alerts on.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +65,15 @@ class _SnapshotCollector(Collector):
         now = time.time()
         yield _gauge("snapshot_keysets", "Keysets in the served snapshot.", figures.keysets)
         yield _gauge("snapshot_bytes", "Pre-encoded response bytes held.", figures.bytes)
-        yield _gauge(
-            "keysets_refused", "Keysets whose latest content is refused.", figures.refused
-        )
-        yield _gauge(
-            "last_update_timestamp_seconds", "Last snapshot change.", figures.updated_at
-        )
+        yield _gauge("keysets_refused", "Keysets whose latest content is refused.", figures.refused)
+        yield _gauge("last_update_timestamp_seconds", "Last snapshot change.", figures.updated_at)
         yield _gauge(
             "seconds_since_last_update",
             "Age of the last snapshot change.",
             max(0.0, now - figures.updated_at),
         )
         yield _gauge("ready", "1 once the first full list has been loaded.", int(figures.ready))
-        yield _gauge(
-            "open_connections", "Open client connections.", self._metrics.open_connections
-        )
+        yield _gauge("open_connections", "Open client connections.", self._metrics.open_connections)
 
 
 class _VerificationCollector(Collector):

@@ -130,7 +130,7 @@ class JwksServer:
             bound = runner.addresses[-1]
             self.ports.append(int(bound[1]))
             scheme = "https" if context is not None else "http"
-            logger.info("listening on %s://%s:%d", scheme, settings.host, bound[1])
+            logger.info("listening on %s:%d (%s)", settings.host, bound[1], scheme)
         settle_heap()
         self._tick = asyncio.create_task(self._ticking(), name="jwks-server-tick")
 
@@ -158,7 +158,11 @@ class JwksServer:
             await site.stop()
         for server in self._servers:
             server.begin_close()
-        await asyncio.gather(*(server.heads_drained(grace) for server in self._servers))
+        try:
+            async with asyncio.timeout(grace):
+                await asyncio.gather(*(server.heads_drained() for server in self._servers))
+        except TimeoutError:
+            logger.info("shutting down with a request head still incomplete")
         for runner in self._runners:
             await runner.cleanup()
         if self._tick is not None:

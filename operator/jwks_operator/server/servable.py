@@ -94,7 +94,9 @@ def servable_openid(raw: str) -> str:
     _refuse_embedded_private_keys(document)
     encoded = json.dumps(document, separators=(",", ":"))
     if PRIVATE_PEM_MARKER in encoded:
-        raise RefusedDocument(Refusal.PRIVATE_MEMBER, "openid-configuration holds a PEM private key")
+        raise RefusedDocument(
+            Refusal.PRIVATE_MEMBER, "openid-configuration holds a PEM private key"
+        )
     return encoded
 
 

@@ -50,8 +50,7 @@ def _load(context: ssl.SSLContext, files: TlsFiles) -> None:
         reason = error.reason or error.strerror or "unreadable"
         if "KEY_VALUES_MISMATCH" in str(error):
             raise TlsError(
-                f"TLS key file {files.key_file} does not match the certificate in "
-                f"{files.cert_file}"
+                f"TLS key file {files.key_file} does not match the certificate in {files.cert_file}"
             ) from None
         raise TlsError(
             f"TLS certificate {files.cert_file} or key {files.key_file} cannot be loaded "
@@ -90,7 +89,9 @@ class CertificateReloader:
             load_context(self.files)
             _load(self.context, self.files)
         except TlsError as error:
-            logger.warning("TLS files changed but were not loaded (%s); keeping the previous", error)
+            logger.warning(
+                "TLS files changed but were not loaded (%s); keeping the previous", error
+            )
             return False
         self.reloads += 1
         logger.info("TLS certificate reloaded from %s", self.files.cert_file)
