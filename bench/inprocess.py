@@ -13,10 +13,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 
-from aiohttp import web  # noqa: E402
-from aiohttp.test_utils import make_mocked_request  # noqa: E402
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
-from jwks_operator.server.app import Responder  # noqa: E402
+from jwks_operator.server.app import Responder
 
 
 def finish(coroutine: Coroutine[Any, Any, web.StreamResponse]) -> web.StreamResponse:

@@ -2,8 +2,8 @@
 
 Run: ``.venv/bin/python bench/verify_bench.py [--duration 10] [--rounds 3] [--connections 50]``.
 Needs ``wrk`` (Debian's; installed with apt-get when missing, as root). The JWKS server runs
-in its own process (the real ``JwksServer``, which calls the verification package, fed one keyset per
-algorithm), and ``wrk -t1`` loads it from the other core. For RS256,
+in its own process (the real ``JwksServer``, which calls the verification package, fed
+one keyset per algorithm), and ``wrk -t1`` loads it from the other core. For RS256,
 ES256 and EdDSA it prints, from one run:
 
 - raw: signature verifications per second with ``cryptography`` alone (same key, same
