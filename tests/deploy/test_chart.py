@@ -340,9 +340,7 @@ def test_server_tls() -> None:
     # Without TLS: no Certificate, plain probes, no TLS flags.
     plain = render("defaults")
     assert not find(plain, "Certificate")
-    (plain_container,) = one(plain, "Deployment", SERVER)["spec"]["template"]["spec"][
-        "containers"
-    ]
+    (plain_container,) = one(plain, "Deployment", SERVER)["spec"]["template"]["spec"]["containers"]
     assert "--tls-cert-file" not in plain_container["args"]
     assert "scheme" not in plain_container["readinessProbe"]["httpGet"]  # HTTP
 
