@@ -630,6 +630,9 @@ async def test_metrics(server: JwksServer) -> None:
     assert metric_value(text, "jwks_last_update_timestamp_seconds") > 1.7e9
     assert metric_value(text, "jwks_ready") == 1
     assert metric_value(text, "jwks_open_connections") >= 1
+    # prometheus_client's own collectors come along.
+    assert metric_value(text, "process_resident_memory_bytes") > 1e6
+    assert "python_info{" in text
     for line in text.splitlines():  # every sample line is well-formed text exposition
         assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2
 
