@@ -6,9 +6,10 @@ traceback after start-up.
 
 import argparse
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from jwks_operator.server.tls import TlsError, TlsFiles, load_context
+if TYPE_CHECKING:
+    from jwks_operator.server.tls import TlsFiles
 
 MAX_MAX_AGE: Final = 31_536_000
 """One year: longer cache lifetimes are refused as a likely mistake."""
@@ -50,8 +51,12 @@ def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def tls_files(args: argparse.Namespace) -> TlsFiles | None:
+def tls_files(args: argparse.Namespace) -> "TlsFiles | None":
     """The TLS pair of the command line, checked by loading it once; raise TlsError."""
+    # Imported here: every subcommand parses through this module, and the server package
+    # (aiohttp, prometheus_client) would slow the start of `sign` and `verify`.
+    from jwks_operator.server.tls import TlsError, TlsFiles, load_context
+
     cert, key = args.tls_cert_file, args.tls_key_file
     if cert is None and key is None:
         return None
