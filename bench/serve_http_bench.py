@@ -7,10 +7,13 @@ process >= half of one nginx worker's requests per second, and p99 under 20 ms a
 connections. Cells are interleaved (every server runs back to
 back for each cell) and ``--rounds`` repeats them for medians, because the machine may be
 shared. ``--pin`` pins servers to CPU 0 and wrk to CPU 1 (it hurts tail latency badly when
-other processes compete for those CPUs). A reference row shows aiohttp's own low-level
-server (``web.Server``, no router) answering with the same bytes.
+other processes compete for those CPUs). A floor row shows a plain aiohttp app (low-level
+``web.Server``, no router, one handler) answering with the same bytes: what aiohttp
+itself costs. ``--before DIR`` adds a row for another source tree of this project (e.g.
+``git archive <commit> | tar -x -C DIR``) in the same interleaved run, to compare a change.
 
-Run: ``.venv/bin/python bench/serve_http_bench.py [--duration 10] [--no-aiohttp]``.
+Run: ``.venv/bin/python bench/serve_http_bench.py [--duration 10] [--no-aiohttp]
+[--before DIR]``.
 nginx and wrk come from Debian (``apt-get install -y nginx-light wrk``); the script
 installs them when missing and running as root, and otherwise says what to install.
 """
@@ -33,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "operator"))
+# A child serving another source tree (--before) puts that tree first instead.
+sys.path.insert(0, os.environ.get("JWKS_BENCH_SOURCE") or str(REPO / "operator"))
 
 PATH = "/identity/auth/.well-known/jwks.json"
 
@@ -170,9 +174,16 @@ http {{
     )
 
 
-def start_ours(jwks_file: Path, port: int, mode: str) -> subprocess.Popen[bytes]:
+def start_ours(
+    jwks_file: Path, port: int, mode: str, source: Path | None = None
+) -> subprocess.Popen[bytes]:
     argv = [sys.executable, __file__, f"--serve-{mode}", str(port), str(jwks_file)]
-    return subprocess.Popen(pinned(argv, 0), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ)
+    if source is not None:
+        env["JWKS_BENCH_SOURCE"] = str(source / "operator")
+    return subprocess.Popen(
+        pinned(argv, 0), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
 
 
 def serve_ours(port: int, jwks_file: Path) -> None:
@@ -232,7 +243,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1, help="repeat and take medians")
     parser.add_argument("--pin", action="store_true", help="taskset: servers CPU 0, wrk CPU 1")
-    parser.add_argument("--no-aiohttp", action="store_true", help="skip the aiohttp reference")
+    parser.add_argument("--no-aiohttp", action="store_true", help="skip the plain aiohttp floor")
+    parser.add_argument(
+        "--before", type=Path, metavar="DIR", help="also serve this source tree of the project"
+    )
     parser.add_argument("--serve-ours", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
     parser.add_argument(
         "--serve-aiohttp", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS
@@ -275,8 +289,16 @@ def main() -> None:
         if not args.no_aiohttp:
             servers.append(
                 (
-                    "aiohttp web.Server (reference)",
+                    "plain aiohttp app (floor)",
                     lambda port: start_ours(jwks_file, port, "aiohttp"),
+                )
+            )
+        if args.before is not None:
+            before = args.before.resolve()
+            servers.append(
+                (
+                    "jwks-operator serve, --before tree",
+                    lambda port: start_ours(jwks_file, port, "ours", before),
                 )
             )
         samples: dict[tuple[str, str, int], list[tuple[float, float]]] = {}

@@ -2,16 +2,16 @@
 
 Run: ``.venv/bin/python bench/verify_bench.py [--duration 10] [--rounds 3] [--connections 50]``.
 Needs ``wrk`` (Debian's; installed with apt-get when missing, as root). The JWKS server runs
-in its own process (the real ``JwksServer`` with the verification hooks, fed one keyset per
-algorithm), and ``wrk -t1`` loads it from the other core. For RS256,
+in its own process (the real ``JwksServer``, which calls the verification package, fed
+one keyset per algorithm), and ``wrk -t1`` loads it from the other core. For RS256,
 ES256 and EdDSA it prints, from one run:
 
 - raw: signature verifications per second with ``cryptography`` alone (same key, same
   token, single thread);
 - verifier: ``TokenVerifier.verify`` in-process, every call a new token (full work:
   parsing, signature, policy, identity headers);
-- request path: the same, through the server's own head parser, routing and hook glue
-  (``Responder.respond``), still in-process and without a socket;
+- request path: the same, through aiohttp's request object, the server's routing and
+  ``/verify`` glue (``Responder.handle``), still in-process and without a socket;
 - endpoint, repeated token: ``/{ns}/{name}/verify`` with the same token on every request,
   as a gateway sees one client session (answered from the verifier's accepted-token cache);
 - endpoint, new token per request: a wrk Lua script cycles through 10,000 pre-signed tokens,
@@ -137,27 +137,21 @@ def _request_path(keyset: dict[str, str], name: str, tokens: list[str]) -> Calla
     """One /verify request through the server's own code without a socket: head parse,
     routing, hook glue, endpoint and verifier (a new token each call). What the server
     measures beyond this is the event loop and the kernel's share of the exchange."""
-    from jwks_operator.server.app import Clock, Responder
-    from jwks_operator.server.hooks import load_verification_hooks
-    from jwks_operator.server.http import Limits, parse_head
+    from inprocess import answer, request
+
+    from jwks_operator.server.app import Responder
     from jwks_operator.server.snapshot import SnapshotStore
 
-    hooks = load_verification_hooks()
-    assert hooks is not None
-    store = SnapshotStore(build_verifier=hooks.build_verifier)
+    store = SnapshotStore()
     store.apply(NAMESPACE, name, keyset, {})
     store.mark_ready()
-    responder = Responder(store, Clock(), verify_handler=hooks.handle_verify)
-    limits = Limits()
-    heads = [
-        f"GET /{NAMESPACE}/{name}/verify?audience={AUDIENCE} HTTP/1.1\r\n"
-        f"Host: 127.0.0.1\r\nAuthorization: Bearer {token}".encode()
-        for token in tokens
-    ]
-    if not responder.respond(parse_head(heads[0], limits), False).startswith(b"HTTP/1.1 200 "):
+    responder = Responder(store)
+    path = f"/{NAMESPACE}/{name}/verify?audience={AUDIENCE}"
+    requests = [request(path, {"Authorization": f"Bearer {token}"}) for token in tokens]
+    if answer(responder, requests[0]).status != 200:
         raise SystemExit(f"the in-process request path refused a {name} token")
-    cycle = iter(heads * 100)
-    return lambda: responder.respond(parse_head(next(cycle), limits), False)
+    cycle = iter(requests * 100)
+    return lambda: answer(responder, next(cycle))
 
 
 # -- the server process -------------------------------------------------------------------
@@ -165,20 +159,15 @@ def _request_path(keyset: dict[str, str], name: str, tokens: list[str]) -> Calla
 
 def serve(port: int, data_file: Path) -> None:
     """Child process: the production server classes with the verification hooks."""
-    from jwks_operator.server.hooks import load_verification_hooks
     from jwks_operator.server.runner import ServerSettings, run_server
     from jwks_operator.server.snapshot import SnapshotStore
 
-    hooks = load_verification_hooks()
-    assert hooks is not None
-    store = SnapshotStore(build_verifier=hooks.build_verifier)
-    if hooks.metrics_text is not None:
-        store.metrics.add_collector(hooks.metrics_text)
+    store = SnapshotStore()
     for name, data in json.loads(data_file.read_text()).items():
         store.apply(NAMESPACE, name, data, {})
     store.mark_ready()
     settings = ServerSettings(host="127.0.0.1", port=port)
-    asyncio.run(run_server(store, settings, verify_handler=hooks.handle_verify))
+    asyncio.run(run_server(store, settings))
 
 
 def _start_server(

@@ -26,7 +26,16 @@ from tests.deploy.support import (
     values_file,
 )
 
-MATRIX = ["defaults", "namespaced", "exposed", "public", "no-crds", "peering", "peering-namespaced"]
+MATRIX = [
+    "defaults",
+    "namespaced",
+    "exposed",
+    "public",
+    "no-crds",
+    "peering",
+    "peering-namespaced",
+    "tls",
+]
 FULLNAME = f"{RELEASE}-jwks-operator"
 OPERATOR = f"{FULLNAME}-operator"
 SERVER = f"{FULLNAME}-server"
@@ -91,9 +100,10 @@ def test_every_rendered_object_is_valid_kubernetes(values: str) -> None:
     kinds = set()
     for doc in render(values):
         kinds.add(doc["kind"])
-        if doc["kind"] == "ServiceMonitor":
-            # Prometheus Operator's CRD is not among kubernetes-validate's built-in schemas;
-            # its fields are checked in test_exposed_server below.
+        if doc["kind"] in ("ServiceMonitor", "Certificate"):
+            # Prometheus Operator's and cert-manager's CRDs are not among kubernetes-validate's
+            # built-in schemas; their fields are checked in test_exposed_server and
+            # test_server_tls below.
             continue
         if doc["kind"] in peering:
             assert doc["apiVersion"] == "kopf.dev/v1"
@@ -168,7 +178,9 @@ def test_pods_are_locked_down(values: str) -> None:
             assert container[probe]["httpGet"]["port"] in ports, (name, probe)
         # Both processes need the API; the token is mounted per pod, never by the account.
         assert pod["automountServiceAccountToken"] is True
-        assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert set(mounts) - {"/tmp"} <= ({"/etc/jwks-operator/tls"} if name == SERVER else set())
+        assert all(m.get("readOnly") for path, m in mounts.items() if path != "/tmp")
         assert container["image"] == "ghcr.io/jwks-operator/jwks-operator:0.1.0"
     for account in find(render(values), "ServiceAccount"):
         assert account["automountServiceAccountToken"] is False
@@ -329,6 +341,40 @@ def test_a_public_ingress_without_verify_routes_only_the_listed_documents(
     values.write_text("server: {ingress: {enabled: true, verify: false}}\n")
     result = helm("template", RELEASE, str(CHART), "--values", str(values), check=False)
     assert result.returncode != 0 and "server.ingress.keysets" in result.stderr
+
+
+def test_server_tls() -> None:
+    """https from a cert-manager Certificate: the args, the mount, the probes, the monitor."""
+    docs = render("tls")
+    secret = f"{SERVER}-tls"
+    certificate = one(docs, "Certificate", SERVER)
+    assert certificate["apiVersion"] == "cert-manager.io/v1"
+    assert certificate["spec"]["secretName"] == secret
+    assert certificate["spec"]["issuerRef"] == {"name": "cluster-ca", "kind": "ClusterIssuer"}
+    assert f"{SERVER}.{RELEASE_NAMESPACE}.svc" in certificate["spec"]["dnsNames"]
+    assert "keys.example.com" in certificate["spec"]["dnsNames"]
+    pod = one(docs, "Deployment", SERVER)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    cert = args[args.index("--tls-cert-file") + 1]
+    key = args[args.index("--tls-key-file") + 1]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tls"]
+    assert "subPath" not in mount  # a subPath mount would never see a renewal
+    assert cert == mount["mountPath"] + "/tls.crt" and key == mount["mountPath"] + "/tls.key"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+    assert volume["secret"]["secretName"] == secret
+    assert container["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    endpoint = one(docs, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"]["ca"]["secret"] == {"name": secret, "key": "ca.crt"}
+    assert one(docs, "Service", SERVER)["spec"]["ports"][0]["appProtocol"] == "https"
+    # Without TLS: no Certificate, plain probes, no TLS flags.
+    plain = render("defaults")
+    assert not find(plain, "Certificate")
+    (plain_container,) = one(plain, "Deployment", SERVER)["spec"]["template"]["spec"]["containers"]
+    assert "--tls-cert-file" not in plain_container["args"]
+    assert "scheme" not in plain_container["readinessProbe"]["httpGet"]  # HTTP
 
 
 def test_network_policies() -> None:

@@ -6,8 +6,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from jwks_operator.server.hooks import VerifyHandler
-from jwks_operator.server.http import Limits
+from jwks_operator.server.connections import Limits
 from jwks_operator.server.runner import JwksServer, ServerSettings
 from jwks_operator.server.snapshot import SnapshotStore
 from tests.server.support import ec_key, rsa_key
@@ -38,14 +37,15 @@ async def make_server() -> AsyncIterator[MakeServer]:
     async def make(
         store: SnapshotStore | None = None,
         *,
-        verify_handler: VerifyHandler | None = None,
         limits: Limits | None = None,
+        server_options: dict[str, Any] | None = None,
         **settings: Any,
     ) -> JwksServer:
+        """``server_options`` go to JwksServer (e.g. ``verify_handler``), the rest to settings."""
         server = JwksServer(
             store if store is not None else SnapshotStore(),
             ServerSettings(host="127.0.0.1", port=0, limits=limits or Limits(), **settings),
-            verify_handler=verify_handler,
+            **(server_options or {}),
         )
         await server.start()
         started.append(server)
@@ -53,5 +53,4 @@ async def make_server() -> AsyncIterator[MakeServer]:
 
     yield make
     for server in started:
-        if not server.manager.closing:
-            await server.shutdown()
+        await server.shutdown()

@@ -13,12 +13,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from jwks_operator.core.contract import NEXT_CHANGE_ANNOTATION
 from jwks_operator.core.timefmt import format_time
-from jwks_operator.server import responses
+from jwks_operator.server import representation
+from jwks_operator.server.representation import Document
 from jwks_operator.server.snapshot import (
     UNAVAILABLE_NO_KEYS,
     UNAVAILABLE_REFUSED,
     ApplyResult,
-    Document,
     SnapshotStore,
 )
 from tests.server.support import configmap_data, jwks_text, private_members, public_jwk
@@ -237,7 +237,7 @@ def test_unparsable_next_change_is_ignored(ec_private: ec.EllipticCurvePrivateKe
 def test_max_age(configured: int, remaining: int | None, expected: int) -> None:
     now = 1_000_000.0
     next_change = None if remaining is None else now + remaining
-    assert responses.max_age(configured, next_change, now) == expected
+    assert representation.max_age(configured, next_change, now) == expected
 
 
 def test_verifier_is_built_once_per_change(ec_private: ec.EllipticCurvePrivateKey) -> None:

@@ -1,8 +1,8 @@
-"""A real JWKS server (the server agent's, with our hooks) on a free loopback port.
+"""A real JWKS server (which calls the verification package directly) on a free loopback port.
 
 It is fed through ``SnapshotStore.apply`` exactly as the Kubernetes watch feeds it (the
-ConfigMap's data keys), so the tests exercise the hook discovery, the snapshot's verifier
-slot and the protocol code a gateway really talks to.
+ConfigMap's data keys), so the tests exercise the snapshot's verifier slot and the HTTP
+code a gateway really talks to.
 """
 
 import json
@@ -13,19 +13,12 @@ from typing import Any
 
 from jwks_operator.core.contract import CONFIGMAP_JWKS, CONFIGMAP_VERIFICATION
 from jwks_operator.core.keys import KeyMaterial
-from jwks_operator.server.hooks import VerificationHooks, load_verification_hooks
 from jwks_operator.server.runner import JwksServer, ServerSettings
 from jwks_operator.server.snapshot import SnapshotStore
 from tests.verification.helpers import ISSUER, jwks
 
 NAMESPACE = "identity"
 NAME = "auth"
-
-
-def hooks() -> VerificationHooks:
-    found = load_verification_hooks()
-    assert found is not None, "the server did not find the verification package's hooks"
-    return found
 
 
 def configmap_data(keys: list[KeyMaterial], policy: str | None) -> dict[str, str]:
@@ -53,16 +46,11 @@ def live_claims(**changes: Any) -> dict[str, Any]:
 async def running_server(
     keysets: Mapping[tuple[str, str], Mapping[str, str]],
 ) -> AsyncIterator[tuple[JwksServer, SnapshotStore]]:
-    found = hooks()
-    store = SnapshotStore(build_verifier=found.build_verifier)
-    if found.metrics_text is not None:
-        store.metrics.add_collector(found.metrics_text)
+    store = SnapshotStore()
     for (namespace, name), data in keysets.items():
         store.apply(namespace, name, data, {})
     store.mark_ready()
-    server = JwksServer(
-        store, ServerSettings(host="127.0.0.1", port=0), verify_handler=found.handle_verify
-    )
+    server = JwksServer(store, ServerSettings(host="127.0.0.1", port=0))
     await server.start()
     try:
         yield server, store

@@ -14,10 +14,10 @@ from typing import Any
 
 from jwks_operator import logs
 from jwks_operator.commands import argtypes, kubeflags
-from jwks_operator.server.hooks import load_verification_hooks
 from jwks_operator.server.kube import ConfigMapSource, KubeConfigError, load_connection
 from jwks_operator.server.runner import ServerSettings, install_stop_signals, run_server
 from jwks_operator.server.snapshot import SnapshotStore
+from jwks_operator.server.tls import TlsError
 
 EXIT_USAGE = 2
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
@@ -69,6 +69,7 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
         metavar="PORT",
         help="serve /metrics on this port instead of the main one",
     )
+    argtypes.add_tls_arguments(parser)
     kubeflags.add_arguments(parser)
     logs.add_arguments(parser)
     parser.set_defaults(handler=_handle)
@@ -97,6 +98,11 @@ def _handle(args: argparse.Namespace) -> int:
         print(f"jwks-operator serve: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        tls = argtypes.tls_files(args)
+    except TlsError as error:
+        print(f"jwks-operator serve: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         connection = load_connection(args.kubeconfig, args.context)
     except KubeConfigError as error:
         print(f"jwks-operator serve: {error}", file=sys.stderr)
@@ -108,9 +114,13 @@ def _handle(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         max_age=args.max_age,
         default_keyset=args.default_keyset,
+        tls=tls,
     )
     try:
         asyncio.run(_serve(settings, connection, args.namespace))
+    except TlsError as error:  # the files changed between the check and the start
+        print(f"jwks-operator serve: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as error:  # e.g. the port is taken
         flag = "--port" if args.metrics_port is None else "--port or --metrics-port"
         ports = f"{args.port}" if args.metrics_port is None else f"{args.port}/{args.metrics_port}"
@@ -121,22 +131,14 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: ServerSettings, connection: Any, namespaces: list[str] | None) -> None:
-    hooks = load_verification_hooks()
-    store = SnapshotStore(build_verifier=hooks.build_verifier if hooks else None)
-    if hooks is not None and hooks.metrics_text is not None:
-        store.metrics.add_collector(hooks.metrics_text)
+    store = SnapshotStore()
     source = ConfigMapSource(store, connection, namespaces=namespaces)
     stop = asyncio.Event()
     install_stop_signals(stop)
     watcher = asyncio.create_task(source.run(), name="configmap-source")
     watcher.add_done_callback(lambda task: _source_ended(task, stop))
     try:
-        await run_server(
-            store,
-            settings,
-            stop=stop,
-            verify_handler=hooks.handle_verify if hooks else None,
-        )
+        await run_server(store, settings, stop=stop)
     finally:
         watcher.cancel()
         try:

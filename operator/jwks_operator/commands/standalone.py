@@ -59,6 +59,7 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
         metavar="NAMESPACE/NAME",
         help="keyset served at /.well-known/jwks.json",
     )
+    argtypes.add_tls_arguments(parser)
     logs.add_arguments(parser)
     parser.set_defaults(handler=handle)
 
@@ -70,8 +71,13 @@ def _refuse(message: str) -> int:
 
 def handle(args: argparse.Namespace) -> int:
     # Imported here: the server and the planner are not needed by the other subcommands.
+    from jwks_operator.server.tls import TlsError
     from jwks_operator.standalone.app import CannotListen, Options, default_keyset_problem, run
 
+    try:
+        tls = argtypes.tls_files(args)
+    except TlsError as error:
+        return _refuse(str(error))
     try:
         config = load_config(args.config)
     except ConfigError as error:
@@ -107,6 +113,7 @@ def handle(args: argparse.Namespace) -> int:
             max_age=args.max_age,
             default_keyset=default,
             default_keyset_required=args.default_keyset is not None,
+            tls=tls,
         )
         logs.configure(*logs.chosen(args, PROG))
         try:

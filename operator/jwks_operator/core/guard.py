@@ -8,13 +8,29 @@ document. The checks are structural and cheap; they do not validate key paramete
 
 import json
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
 from jwks_operator.core.contract import PRIVATE_MEMBERS
 
 
+class UnsafeReason(StrEnum):
+    """Why the guard refused a document: a closed set, so readers (the server's refusal
+    metric) branch on a value instead of on the wording of a message."""
+
+    PRIVATE_MEMBER = "private_member"
+    SYMMETRIC_KEY = "symmetric_key"
+    DUPLICATE_KID = "duplicate_kid"
+    INVALID_JSON = "invalid_json"
+    INVALID_JWKS = "invalid_jwks"
+
+
 class UnsafeJwksError(ValueError):
     """A document that must not be published: private material, symmetric key, bad shape."""
+
+    def __init__(self, message: str, reason: UnsafeReason = UnsafeReason.INVALID_JWKS) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def check_public_jwk(jwk: object, where: str = "key") -> None:
@@ -24,12 +40,17 @@ def check_public_jwk(jwk: object, where: str = "key") -> None:
     leaked = sorted(PRIVATE_MEMBERS.intersection(jwk))
     if leaked:
         # Name the members, never their values: the message may be logged.
-        raise UnsafeJwksError(f"{where}: holds private member(s) {', '.join(leaked)}")
+        raise UnsafeJwksError(
+            f"{where}: holds private member(s) {', '.join(leaked)}", UnsafeReason.PRIVATE_MEMBER
+        )
     kty = jwk.get("kty")
     if not isinstance(kty, str) or not kty:
         raise UnsafeJwksError(f"{where}: has no kty")
     if kty == "oct":
-        raise UnsafeJwksError(f"{where}: is a symmetric (oct) key, which is secret by nature")
+        raise UnsafeJwksError(
+            f"{where}: is a symmetric (oct) key, which is secret by nature",
+            UnsafeReason.SYMMETRIC_KEY,
+        )
     kid = jwk.get("kid")
     if not isinstance(kid, str) or not kid:
         raise UnsafeJwksError(f"{where}: has no kid")
@@ -44,7 +65,10 @@ def _refuse_nested_private(value: object, where: str, depth: int = 0) -> None:
     if isinstance(value, Mapping):
         leaked = sorted(PRIVATE_MEMBERS.intersection(value))
         if leaked:
-            raise UnsafeJwksError(f"{where}: holds private member(s) {', '.join(leaked)}")
+            raise UnsafeJwksError(
+                f"{where}: holds private member(s) {', '.join(leaked)}",
+                UnsafeReason.PRIVATE_MEMBER,
+            )
         for name, item in value.items():
             _refuse_nested_private(item, f"{where}.{name}", depth + 1)
     elif isinstance(value, list):
@@ -68,7 +92,9 @@ def check_public_jwks(jwks: object) -> None:
         kid = jwk["kid"]
         if kid in seen:
             shown = kid if len(kid) <= 64 else kid[:61] + "..."
-            raise UnsafeJwksError(f"keys[{index}]: duplicate kid {shown!r}")
+            raise UnsafeJwksError(
+                f"keys[{index}]: duplicate kid {shown!r}", UnsafeReason.DUPLICATE_KID
+            )
         seen.add(kid)
 
 
@@ -80,7 +106,7 @@ def check_no_private_pem(raw: str | bytes) -> None:
     """Refuse text that carries a PEM private key anywhere (e.g. a discovery document)."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     if PRIVATE_PEM_MARKER in text:
-        raise UnsafeJwksError("document holds a PEM private key")
+        raise UnsafeJwksError("document holds a PEM private key", UnsafeReason.PRIVATE_MEMBER)
 
 
 def parse_public_jwks(raw: str | bytes) -> dict[str, Any]:
@@ -89,7 +115,9 @@ def parse_public_jwks(raw: str | bytes) -> dict[str, Any]:
     try:
         document = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
-        raise UnsafeJwksError(f"JWKS is not valid JSON: {error.__class__.__name__}") from None
+        raise UnsafeJwksError(
+            f"JWKS is not valid JSON: {error.__class__.__name__}", UnsafeReason.INVALID_JSON
+        ) from None
     check_public_jwks(document)
     assert isinstance(document, dict)
     return document

@@ -1,88 +1,117 @@
-"""What the server answers: one synchronous function from a parsed request to response bytes.
+"""What the server answers: one aiohttp request handler over the snapshot.
 
-Answering synchronously (the snapshot is in memory, and a verifier is microseconds) means
-no task, future or request object per request, and responses leave in request order for
-free. Each distinct document response is assembled once per second (its Date and
-max-age change with the second) and then reused as bytes; any exception below is logged
-and answered with a bare 500, never with its text.
+aiohttp parses the request and writes the response; this module decides the answer. A
+document response is a lookup in the snapshot plus, at most once per second per variant,
+building its header dict (its Date and max-age change with the second); the body is the
+pre-encoded bytes of the entry. Any exception below is logged and answered with a bare
+JSON 500, never with its text.
+
+``Responder(store, *, max_age, default_keyset, verify_handler, serve_keysets,
+serve_metrics, limits)``: ``await responder.handle(request)`` is the ``web.Server``
+handler; ``responder.shutting_down`` makes ``/readyz`` 503 and every answer close its
+connection.
 """
 
+import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Final, Protocol
 
-from jwks_operator.server import responses, routing
-from jwks_operator.server.hooks import VerifyHandler
-from jwks_operator.server.http import TOKEN_CHARS, HttpError, Request
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from jwks_operator.server import representation, routing
+from jwks_operator.server.connections import Limits, head_received
 from jwks_operator.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from jwks_operator.server.routing import Route, Router
+from jwks_operator.server.routing import MalformedTarget, Route, Router
 from jwks_operator.server.snapshot import KeySetEntry, SnapshotStore
+from jwks_operator.verification import handle_verify
 
 logger = logging.getLogger(__name__)
 
-_METHODS_SERVED = (b"GET", b"HEAD")
-_FORBIDDEN_VERIFY_HEADERS = frozenset({"content-length", "date", "connection", "transfer-encoding"})
-_VALUE_CHARS = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+VerifyResponse = tuple[int, Sequence[tuple[str, str]], bytes]
 
-_STATUS_LINES: dict[int, bytes] = {}
+
+class VerifyHandler(Protocol):
+    """The ``/verify`` contract (``jwks_operator.verification.handle_verify``).
+
+    Called synchronously on the event loop with the keyset's entry, the method, the
+    request headers (lower-case names, latin-1 views of the wire bytes, repeated headers
+    joined with ", ") and the raw query. The returned headers must not include
+    Content-Length, Date or Connection; an unsafe one is dropped and logged.
+    """
+
+    def __call__(
+        self, entry: KeySetEntry, method: str, headers: Mapping[str, str], query: str, /
+    ) -> VerifyResponse: ...
+
+
+ALLOW: Final = "GET, HEAD, OPTIONS"
+PREFLIGHT_MAX_AGE: Final = "86400"
+_METHODS_SERVED: Final = frozenset({"GET", "HEAD"})
+SERVER: Final = "jwks-operator"
+"""Instead of aiohttp's default, which names the Python and aiohttp versions."""
+_COMMON: Final = {
+    "Access-Control-Allow-Origin": "*",
+    "X-Content-Type-Options": "nosniff",
+    "Server": SERVER,
+}
+_NO_STORE: Final = {**_COMMON, "Cache-Control": "no-store"}
+_VARY_JWKS: Final = "Accept, Accept-Encoding"
+_VARY_ENCODING: Final = "Accept-Encoding"
+_FORBIDDEN_VERIFY_HEADERS: Final = frozenset(
+    {"content-length", "date", "connection", "transfer-encoding"}
+)
+_TOKEN_CHARS: Final = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+_TOKEN_LIST_CHARS: Final = _TOKEN_CHARS | frozenset(", \t")
+
+
+def _json_body(payload: Mapping[str, str]) -> bytes:
+    return json.dumps(payload).encode()
 
 
 class _LatinHeaders(Mapping[str, str]):
-    """The request headers as the verify hook's contract has them (latin-1 strings), decoded
-    on lookup: the hook reads one or two of the dozen a gateway forwards."""
+    """Request headers as the verify contract has them, converted on lookup: the handler
+    reads one or two of the dozen a gateway forwards. aiohttp decodes values as UTF-8 with
+    surrogate escapes; the contract's strings are latin-1 views of the same bytes."""
 
     __slots__ = ("_raw",)
 
-    def __init__(self, raw: Mapping[bytes, bytes]) -> None:
+    def __init__(self, raw: CIMultiDictProxy[str]) -> None:
         self._raw = raw
 
     def __getitem__(self, name: str) -> str:
-        try:
-            key = name.encode("latin-1")
-        except (AttributeError, UnicodeEncodeError):
-            raise KeyError(name) from None
-        return self._raw[key].decode("latin-1")
+        values = self._raw.getall(name)
+        value = values[0] if len(values) == 1 else ", ".join(values)
+        if value.isascii():
+            return value
+        return value.encode("utf-8", "surrogateescape").decode("latin-1")
 
     def __iter__(self) -> Iterator[str]:
-        return (name.decode("latin-1") for name in self._raw)
+        return iter(dict.fromkeys(name.lower() for name in self._raw))
 
     def __len__(self) -> int:
-        return len(self._raw)
+        return len(set(name.lower() for name in self._raw))
 
 
-def _verify_header_line(name: str, value: str) -> tuple[bytes, bool]:
-    """(the header's wire line, whether it is Cache-Control); b"" for one never sent."""
-    lowered = name.lower()
-    raw_name = name.encode("latin-1", "replace")
-    raw_value = value.encode("latin-1", "replace")
+def _verify_header(name: str, value: str) -> tuple[str, str] | None:
+    """The header as aiohttp should send it (real text; aiohttp encodes UTF-8), or None."""
     if (
-        lowered in _FORBIDDEN_VERIFY_HEADERS
-        or not raw_name
-        or raw_name.translate(None, TOKEN_CHARS)
-        or raw_value.translate(None, _VALUE_CHARS)
+        not name
+        or name.lower() in _FORBIDDEN_VERIFY_HEADERS
+        or not _TOKEN_CHARS.issuperset(name)
+        or any((ch < " " and ch != "\t") or ch == "\x7f" for ch in value)
     ):
-        return b"", False
-    return raw_name + b": " + raw_value + b"\r\n", lowered == "cache-control"
-
-
-class Clock:
-    """The current second, shared by every response built in it (Date, max-age, caches)."""
-
-    def __init__(self, wall: Callable[[], float] = time.time) -> None:
-        self._wall = wall
-        self.now = 0.0
-        self.second = 0
-        self.monotonic = 0.0
-        self.date = b""
-        self.tick()
-
-    def tick(self) -> None:
-        self.now = self._wall()
-        self.monotonic = time.monotonic()
-        second = int(self.now)
-        if second != self.second:
-            self.second = second
-            self.date = responses.http_date(self.now)
+        return None
+    if value.isascii():
+        return name, value
+    try:  # the contract's latin-1 view of UTF-8 bytes, back to the text aiohttp will encode
+        return name, value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return None
 
 
 class Responder:
@@ -91,18 +120,18 @@ class Responder:
     def __init__(
         self,
         store: SnapshotStore,
-        clock: Clock,
         *,
         max_age: int = 300,
         default_keyset: tuple[str, str] | None = None,
-        verify_handler: VerifyHandler | None = None,
+        verify_handler: VerifyHandler | None = handle_verify,
         serve_keysets: bool = True,
         serve_metrics: bool = True,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
-        self.clock = clock
         self.max_age = max_age
         self.verify_handler = verify_handler
+        self.limits = limits or Limits()
         self.router = Router(
             default_keyset=default_keyset,
             serve_keysets=serve_keysets,
@@ -110,275 +139,254 @@ class Responder:
         )
         self.metrics = store.metrics
         self.shutting_down = False
-        self._responses: dict[tuple[object, ...], tuple[KeySetEntry, bytes]] = {}
+        self._headers: dict[tuple[object, ...], tuple[KeySetEntry, int, dict[str, str]]] = {}
         self._second = -1
-        self._gzip: dict[bytes, bool] = {}
-        self._jwk_set: dict[bytes, bool] = {}
-        self._verify_lines: dict[tuple[str, str], tuple[bytes, bool]] = {}
-        """Checked verify-handler header lines: most repeat on every answer (issuer, kid,
+        self._gzip: dict[str, bool] = {}
+        self._jwk_set: dict[str, bool] = {}
+        self._verify_headers: dict[tuple[str, str], tuple[str, str] | None] = {}
+        """Checked verify-handler headers: most repeat on every answer (issuer, kid,
         Cache-Control, a user's subject), and the check is most of the glue's cost."""
 
-    def respond(self, request: Request, close: bool) -> bytes:
-        """Full response bytes; ``close`` adds ``Connection: close``."""
-        if close:
-            connection = responses.CLOSE
-        elif request.http10:
-            connection = responses.KEEP_ALIVE
-        else:
-            connection = b""
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        head_received(request)
+        label = "other"
         try:
-            route = self.router.resolve(request.path)
-            status, data = self._dispatch(route, request, connection)
-        except HttpError as error:  # well framed, but not a path we can read
-            self.metrics.count_request("other", error.status)
-            return responses.error(
-                error.status,
-                error.code,
-                error.message,
-                head=request.method == b"HEAD",
-                date=self.clock.date,
-                connection=connection,
-            )
+            if request.body_exists:
+                refused = self._refuse_body(request)
+                if refused is not None:
+                    return await self._answer_and_close(request, label, refused)
+            raw = request.raw_path
+            if len(raw) > self.limits.max_target:
+                refused = _error(414, "uri_too_long", "request target too long")
+                return await self._answer_and_close(request, label, refused)
+            path, query = routing.split_target(raw)
+            route = self.router.resolve(path)
+            label = route.label
+            response = self._dispatch(route, request, query)
+            if request.body_exists and "Expect" in request.headers:
+                # The body has not been sent and will not be: do not wait for it.
+                return await self._answer_and_close(request, label, response)
+        except MalformedTarget as error:
+            refused = _error(400, "bad_request", str(error))
+            return await self._answer_and_close(request, label, refused)
         except Exception:
             logger.exception("internal error answering a request")
-            status, label = 500, "other"
-            data = responses.error(
-                500,
-                "internal_error",
-                "internal error",
-                head=request.method == b"HEAD",
-                date=self.clock.date,
-                connection=connection,
-            )
-            self.metrics.count_request(label, status)
-            return data
-        self.metrics.count_request(route.label, status)
-        return data
+            response = _error(500, "internal_error", "internal error")
+        self.metrics.count_request(label, response.status)
+        if self.shutting_down:
+            response.force_close()
+        return response
 
-    def _dispatch(self, route: Route, request: Request, connection: bytes) -> tuple[int, bytes]:
+    def _refuse_body(self, request: web.BaseRequest) -> web.Response | None:
+        """Bodies are never read: aiohttp skips a small one (and keeps the connection); a
+        large or chunked one is refused."""
+        if "Transfer-Encoding" in request.headers:
+            return _error(411, "length_required", "request bodies need a Content-Length")
+        if (request.content_length or 0) > self.limits.max_body:
+            return _error(413, "payload_too_large", "request body too large")
+        return None
+
+    async def _answer_and_close(
+        self, request: web.BaseRequest, label: str, response: web.Response
+    ) -> web.Response:
+        """Write the answer and close at once: aiohttp would otherwise linger for up to
+        10 s reading a body that is refused, or was never going to be sent."""
+        self.metrics.count_request(label, response.status)
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        request.protocol.force_close()
+        return response
+
+    def _dispatch(self, route: Route, request: web.BaseRequest, query: str) -> web.Response:
         kind = route.kind
         method = request.method
         if kind == routing.VERIFY or kind == routing.VERIFY_PREFIX:
-            return self._verify(route, request, connection)
-        head = method == b"HEAD"
-        date = self.clock.date
+            return self._verify(route, request, query)
         if kind == routing.NOT_FOUND:
-            return 404, responses.error(
-                404, "not_found", route.message, head=head, date=date, connection=connection
-            )
+            return _error(404, "not_found", route.message)
         if method not in _METHODS_SERVED:
-            if method == b"OPTIONS":
-                allowed = request.headers.get(b"access-control-request-headers")
-                return 204, responses.preflight(allowed, date=date, connection=connection)
-            return 405, responses.error(
-                405,
-                "method_not_allowed",
-                f"{method.decode('ascii')} is not allowed here",
-                head=False,
-                date=date,
-                connection=connection,
-                extra=b"Allow: " + responses.ALLOW + b"\r\n",
-            )
+            if method == "OPTIONS":
+                return _preflight(request.headers.get("Access-Control-Request-Headers"))
+            response = _error(405, "method_not_allowed", f"{method} is not allowed here")
+            response.headers["Allow"] = ALLOW
+            return response
         if kind == routing.JWKS or kind == routing.OPENID:
-            return self._document(route, request, head, connection)
+            return self._document(route, request)
         if kind == routing.HEALTHZ:
-            return 200, responses.simple(
-                200, b'{"status":"ok"}', head=head, date=date, connection=connection
-            )
+            return _simple(200, b'{"status":"ok"}')
         if kind == routing.READYZ:
             if self.store.snapshot.ready and not self.shutting_down:
-                return 200, responses.simple(
-                    200, b'{"status":"ready"}', head=head, date=date, connection=connection
-                )
-            return 503, responses.simple(
-                503, b'{"status":"not ready"}', head=head, date=date, connection=connection
-            )
+                return _simple(200, b'{"status":"ready"}')
+            return _simple(503, b'{"status":"not ready"}')
         if kind == routing.METRICS:
-            body = self.metrics.render(self.store.snapshot, self.clock.now)
-            return 200, responses.simple(
-                200,
-                body,
-                content_type=METRICS_CONTENT_TYPE.encode(),
-                head=head,
-                date=date,
-                connection=connection,
-            )
+            return _simple(200, self.metrics.render(), METRICS_CONTENT_TYPE)
         # The asterisk target (OPTIONS *) reaches here only with another method.
-        return 404, responses.error(
-            404, "not_found", "no such route", head=head, date=date, connection=connection
-        )
+        return _error(404, "not_found", "no such route")
 
-    def _entry(
-        self, route: Route, head: bool, connection: bytes
-    ) -> tuple[KeySetEntry | None, tuple[int, bytes] | None]:
+    def _entry(self, route: Route) -> KeySetEntry | web.Response:
         snapshot = self.store.snapshot
         entry = snapshot.entries.get((route.namespace, route.name))
         if entry is not None:
-            return entry, None
-        date = self.clock.date
+            return entry
         if not snapshot.ready:
-            return None, (
-                503,
-                responses.error(
-                    503,
-                    "not_ready",
-                    "the server has not loaded its keysets yet",
-                    head=head,
-                    date=date,
-                    connection=connection,
-                    extra=b"Retry-After: 1\r\n",
-                ),
-            )
-        message = f"no keyset {route.namespace}/{route.name}"
-        return None, (
-            404,
-            responses.error(404, "not_found", message, head=head, date=date, connection=connection),
-        )
+            response = _error(503, "not_ready", "the server has not loaded its keysets yet")
+            response.headers["Retry-After"] = "1"
+            return response
+        return _error(404, "not_found", f"no keyset {route.namespace}/{route.name}")
 
-    def _document(
-        self, route: Route, request: Request, head: bool, connection: bytes
-    ) -> tuple[int, bytes]:
-        entry, failure = self._entry(route, head, connection)
-        if failure is not None:
-            return failure
-        assert entry is not None
+    def _document(self, route: Route, request: web.BaseRequest) -> web.Response:
+        entry = self._entry(route)
+        if isinstance(entry, web.Response):
+            return entry
         is_jwks = route.kind == routing.JWKS
         document = entry.jwks if is_jwks else entry.openid
         if document is None:
-            date = self.clock.date
             if is_jwks:
-                return 503, responses.error(
-                    503,
-                    "unavailable",
-                    entry.unavailable or "no servable JWKS",
-                    head=head,
-                    date=date,
-                    connection=connection,
-                    extra=b"Retry-After: 10\r\n",
-                )
-            return 404, responses.error(
+                response = _error(503, "unavailable", entry.unavailable or "no servable JWKS")
+                response.headers["Retry-After"] = "10"
+                return response
+            return _error(
                 404,
                 "not_found",
                 f"keyset {route.namespace}/{route.name} has no issuer, so no discovery document",
-                head=head,
-                date=date,
-                connection=connection,
             )
         headers = request.headers
-        accept_encoding = headers.get(b"accept-encoding")
+        accept_encoding = headers.get("Accept-Encoding")
         gzip = accept_encoding is not None and self._accepts_gzip(accept_encoding)
         jwk_set = False
         if is_jwks:
-            accept = headers.get(b"accept")
+            accept = headers.get("Accept")
             jwk_set = accept is not None and self._wants_jwk_set(accept)
         selected = document.gzip_etag if gzip else document.etag
         other = document.etag if gzip else document.gzip_etag
         matched: str | None = None
-        if_none_match = headers.get(b"if-none-match")
+        if_none_match = headers.get("If-None-Match")
         if if_none_match is not None:
-            if if_none_match == selected.encode():  # what caches send: skip the parse
+            if if_none_match == selected:  # what caches send: skip the parse
                 matched = selected
             else:
-                matched = responses.matching_etag(if_none_match, (selected, other))
+                matched = representation.matching_etag(if_none_match, (selected, other))
         else:
-            if_modified_since = headers.get(b"if-modified-since")
-            if if_modified_since is not None and responses.not_modified_since(
+            if_modified_since = headers.get("If-Modified-Since")
+            if if_modified_since is not None and representation.not_modified_since(
                 if_modified_since, document.modified
             ):
                 matched = selected
-        status = 200 if matched is None else 304
-        if self._second != self.clock.second:
-            self._responses.clear()
-            self._second = self.clock.second
-        key = (route, gzip, jwk_set, head, matched, connection)
-        cached = self._responses.get(key)
-        if cached is not None and cached[0] is entry:
-            return status, cached[1]
-        data = responses.document(
-            status=status,
-            body=document.gzip_body if gzip else document.body,
-            content_type=responses.JWK_SET_JSON if jwk_set else responses.JSON,
-            etag=matched or selected,
-            last_modified=document.last_modified,
-            cache_seconds=responses.max_age(self.max_age, entry.next_change, self.clock.now),
-            vary=responses.VARY_JWKS if is_jwks else responses.VARY_ENCODING,
-            gzip=gzip,
-            head=head,
-            date=self.clock.date,
-            connection=connection,
-        )
-        if len(self._responses) >= 8192:
-            self._responses.clear()
-        self._responses[key] = (entry, data)
-        return status, data
+        now = time.time()
+        second = int(now)
+        if self._second != second:
+            self._headers.clear()
+            self._second = second
+        key = (route, gzip, jwk_set, matched)
+        cached = self._headers.get(key)
+        if cached is None or cached[0] is not entry:
+            status = 200 if matched is None else 304
+            cache_seconds = representation.max_age(self.max_age, entry.next_change, now)
+            fields = {
+                "Cache-Control": f"public, max-age={cache_seconds}",
+                "ETag": matched or selected,
+                "Vary": _VARY_JWKS if is_jwks else _VARY_ENCODING,
+                **_COMMON,
+            }
+            if status == 200:
+                # A 304 carries only what updates a stored response (RFC 9110 15.4.5).
+                fields["Last-Modified"] = document.last_modified
+                fields["Content-Type"] = (
+                    representation.JWK_SET_JSON if jwk_set else representation.JSON
+                )
+                if gzip:
+                    fields["Content-Encoding"] = "gzip"
+            if len(self._headers) >= 8192:
+                self._headers.clear()
+            cached = self._headers[key] = (entry, status, fields)
+        _, status, fields = cached
+        if status == 304:
+            return web.Response(status=304, headers=fields)
+        return web.Response(body=document.gzip_body if gzip else document.body, headers=fields)
 
-    def _accepts_gzip(self, value: bytes) -> bool:
+    def _accepts_gzip(self, value: str) -> bool:
         known = self._gzip.get(value)
         if known is None:
-            known = responses.accepts_gzip(value)
+            known = representation.accepts_gzip(value)
             if len(self._gzip) >= 1024:
                 self._gzip.clear()
             self._gzip[value] = known
         return known
 
-    def _wants_jwk_set(self, value: bytes) -> bool:
+    def _wants_jwk_set(self, value: str) -> bool:
         known = self._jwk_set.get(value)
         if known is None:
-            known = responses.wants_jwk_set(value)
+            known = representation.wants_jwk_set(value)
             if len(self._jwk_set) >= 1024:
                 self._jwk_set.clear()
             self._jwk_set[value] = known
         return known
 
-    def _verify(self, route: Route, request: Request, connection: bytes) -> tuple[int, bytes]:
-        head = request.method == b"HEAD"
-        date = self.clock.date
+    def _verify(self, route: Route, request: web.BaseRequest, query: str) -> web.Response:
         if self.verify_handler is None:
-            return 404, responses.error(
-                404,
-                "not_found",
-                "token verification is not available in this server",
-                head=head,
-                date=date,
-                connection=connection,
-            )
-        entry, failure = self._entry(route, head, connection)
-        if failure is not None:
-            return failure
-        assert entry is not None
-        headers = _LatinHeaders(request.headers)
-        query = b"" if route.kind == routing.VERIFY_PREFIX else request.query
+            return _error(404, "not_found", "token verification is not available in this server")
+        entry = self._entry(route)
+        if isinstance(entry, web.Response):
+            return entry
+        if route.kind == routing.VERIFY_PREFIX:
+            query = ""  # the client's own query, appended by Envoy: never policy overrides
         status, extra_headers, body = self.verify_handler(
-            entry, request.method.decode("ascii"), headers, query.decode("latin-1")
+            entry, request.method, _LatinHeaders(request.headers), query
         )
         if not isinstance(status, int) or not 200 <= status <= 599:
             raise ValueError(f"verify handler returned status {status!r}")
-        status_line = _STATUS_LINES.get(status)
-        if status_line is None:  # at most 400 of them: the status was checked just above
-            status_line = _STATUS_LINES[status] = responses.status_line(status)
-        parts = [status_line, b"Date: ", date, b"\r\n"]
-        has_cache_control = False
-        checked = self._verify_lines
+        fields: list[tuple[str, str]] = [("X-Content-Type-Options", "nosniff"), ("Server", SERVER)]
+        has_cache_control = has_content_type = False
+        checked = self._verify_headers
         for name, value in extra_headers:
-            known = checked.get((name, value))
-            if known is None:
-                known = _verify_header_line(name, value)
+            try:
+                safe = checked[(name, value)]
+            except KeyError:
+                safe = _verify_header(name, value)
                 if len(checked) >= 1024:
                     checked.clear()
-                checked[(name, value)] = known
-            line, is_cache_control = known
-            if not line:
+                checked[(name, value)] = safe
+            if safe is None:
                 logger.warning("dropped unsafe header %r from the verify handler", name[:64])
                 continue
-            has_cache_control = has_cache_control or is_cache_control
-            parts.append(line)
+            lowered = safe[0].lower()
+            has_cache_control = has_cache_control or lowered == "cache-control"
+            has_content_type = has_content_type or lowered == "content-type"
+            fields.append(safe)
         if not has_cache_control:
-            parts.append(responses.NO_STORE)
-        parts += [b"X-Content-Type-Options: nosniff\r\n", connection]
-        if status in (204, 304):  # no body, and no Content-Length either
-            parts.append(b"\r\n")
-        else:
-            parts += [b"Content-Length: ", str(len(body)).encode(), b"\r\n\r\n"]
-            if not head:
-                parts.append(body)
-        return status, b"".join(parts)
+            fields.append(("Cache-Control", "no-store"))
+        if status in (204, 304):
+            return web.Response(status=status, headers=CIMultiDict(fields))
+        if not has_content_type:
+            fields.append(("Content-Type", "application/json"))
+        return web.Response(status=status, body=body, headers=CIMultiDict(fields))
+
+
+def _simple(status: int, body: bytes, content_type: str = "application/json") -> web.Response:
+    """An uncacheable response (errors, health, metrics)."""
+    return web.Response(
+        status=status, body=body, headers={**_NO_STORE, "Content-Type": content_type}
+    )
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return _simple(status, _json_body({"error": code, "message": message}))
+
+
+def _preflight(request_headers: str | None) -> web.Response:
+    """204 answer to OPTIONS: a CORS preflight when it is one, the Allow list anyway."""
+    fields = {
+        "Allow": ALLOW,
+        "Access-Control-Allow-Methods": ALLOW,
+        "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
+        "Vary": "Access-Control-Request-Headers",
+        **_COMMON,
+    }
+    if (
+        request_headers
+        and len(request_headers) <= 1024
+        and _TOKEN_LIST_CHARS.issuperset(request_headers)
+    ):
+        fields["Access-Control-Allow-Headers"] = request_headers
+    return web.Response(status=204, headers=fields)

@@ -1,119 +1,181 @@
-"""Prometheus text exposition, written by hand.
+"""``/metrics``: the server's Prometheus families, exposed through ``prometheus_client``.
 
-The request path increments one dict entry and nothing else, so counting costs no more
-than a lookup; all formatting happens at scrape time. A client library would add a lock
-and a dependency for what is a handful of counters on a single event loop.
+Each ``Metrics`` has its own registry (two servers in one process, as in the tests, never
+share counts), with the process and platform collectors of the library beside ours.
 
-Families (all prefixed ``jwks_``):
+Families (all prefixed ``jwks_``; the names are documented in docs/server.md):
 - ``http_requests_total{route,status}``: every answered request.
 - ``snapshot_keysets``, ``snapshot_bytes``: entries and pre-encoded bytes held.
 - ``configmaps_refused_total{reason}``: documents the guard refused (previous body kept).
 - ``keysets_refused``: keysets whose latest ConfigMap content is refused right now.
 - ``untrusted_total{reason}``: keys and ConfigMaps left out because no keyset vouches
-  for them (``server.trust``): ``unlisted``, ``thumbprint``, ``malformed``, ``unbound``.
+  for them (``unlisted``, ``thumbprint``, ``malformed``, ``unbound``; see server/trust.py).
 - ``watch_restarts_total{reason}``: re-lists of the Kubernetes source.
 - ``last_update_timestamp_seconds``, ``seconds_since_last_update``: last snapshot change.
 - ``ready``, ``open_connections``.
+- ``verifications_total{result,reason}``: the ``/verify`` endpoint's verdicts (counted by
+  the verification package, read at scrape time).
+
+Request counting stays one dict lookup and one counter increment: the labelled child of
+each (route, status) is created once and kept. The snapshot gauges are read from the
+store at scrape time (``observe_snapshot``), so the store never pushes numbers here and
+this module imports nothing from the rest of the server.
 """
 
-import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Final
 
-if TYPE_CHECKING:
-    from jwks_operator.server.snapshot import Snapshot
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from jwks_operator.verification import metrics as verification_metrics
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+"""The classic text format, which ``generate_latest`` writes."""
+
+# ``*_created`` series double every counter for a value nobody alerts on.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotFigures:
+    """The numbers the snapshot gauges show, as the store reports them at scrape time."""
+
+    keysets: int = 0
+    bytes: int = 0
+    refused: int = 0
+    updated_at: float = 0.0
+    ready: bool = False
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self, metrics: "Metrics") -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        figures = self._metrics.read_snapshot()
+        now = time.time()
+        yield _gauge("snapshot_keysets", "Keysets in the served snapshot.", figures.keysets)
+        yield _gauge("snapshot_bytes", "Pre-encoded response bytes held.", figures.bytes)
+        yield _gauge("keysets_refused", "Keysets whose latest content is refused.", figures.refused)
+        yield _gauge("last_update_timestamp_seconds", "Last snapshot change.", figures.updated_at)
+        yield _gauge(
+            "seconds_since_last_update",
+            "Age of the last snapshot change.",
+            max(0.0, now - figures.updated_at),
+        )
+        yield _gauge("ready", "1 once the first full list has been loaded.", int(figures.ready))
+        yield _gauge("open_connections", "Open client connections.", self._metrics.open_connections)
+
+
+class _VerificationCollector(Collector):
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "jwks_verifications",
+            "Gateway token verifications by result and reason.",
+            labels=["result", "reason"],
+        )
+        for (result, reason), value in sorted(verification_metrics.snapshot().items()):
+            family.add_metric([result, reason], value)
+        yield family
+
+
+def _counts(counter: Counter, label: str) -> dict[str, int]:
+    return {
+        sample.labels[label]: int(sample.value)
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"jwks_{name}", help_text, value=value)
 
 
 class Metrics:
-    """Counters shared by the store, the source and the server; see the module docstring."""
+    """The families of one server; see the module docstring."""
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, int], int] = {}
-        self.refused: dict[str, int] = {}
-        self.watch_restarts: dict[str, int] = {}
-        self.untrusted: dict[str, int] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "jwks_http_requests",
+            "HTTP requests answered.",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self._refused = Counter(
+            "jwks_configmaps_refused",
+            "ConfigMap documents refused by the guard (the previous good body is kept).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self._untrusted = Counter(
+            "jwks_untrusted",
+            "Keys and ConfigMaps not served because no keyset's status vouches for them.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self._watch_restarts = Counter(
+            "jwks_watch_restarts",
+            "Re-lists of the ConfigMap watch.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self._children: dict[tuple[str, int], Callable[[], None]] = {}
         self.open_connections = 0
-        self._collectors: list[Callable[[], str]] = []
-        # The store counts refusals from worker threads; the request path stays lock-free.
-        self._lock = threading.Lock()
+        self.read_snapshot: Callable[[], SnapshotFigures] = SnapshotFigures
+        self.registry.register(_SnapshotCollector(self))
+        self.registry.register(_VerificationCollector())
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
 
     def count_request(self, route: str, status: int) -> None:
-        key = (route, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
+        increment = self._children.get((route, status))
+        if increment is None:
+            # Bounded: routes are a closed set and statuses are the server's own.
+            increment = self._children[(route, status)] = self._requests.labels(
+                route, str(status)
+            ).inc
+        increment()
 
     def count_refused(self, reason: str) -> None:
-        with self._lock:
-            self.refused[reason] = self.refused.get(reason, 0) + 1
+        self._refused.labels(reason).inc()
 
     def count_untrusted(self, reason: str) -> None:
-        with self._lock:
-            self.untrusted[reason] = self.untrusted.get(reason, 0) + 1
+        self._untrusted.labels(reason).inc()
 
     def count_watch_restart(self, reason: str) -> None:
-        with self._lock:
-            self.watch_restarts[reason] = self.watch_restarts.get(reason, 0) + 1
+        self._watch_restarts.labels(reason).inc()
 
-    def add_collector(self, collector: Callable[[], str]) -> None:
-        """Append another component's Prometheus text to every scrape."""
-        self._collectors.append(collector)
+    def observe_snapshot(self, read: Callable[[], SnapshotFigures]) -> None:
+        """Where the snapshot gauges come from (the store registers itself)."""
+        self.read_snapshot = read
 
-    def render(self, snapshot: "Snapshot", now: float | None = None) -> bytes:
-        now = time.time() if now is None else now
-        lines: list[str] = []
-        _family(lines, "http_requests_total", "counter", "HTTP requests answered.")
-        for (route, status), count in sorted(self.requests.items()):
-            lines.append(f'jwks_http_requests_total{{route="{route}",status="{status}"}} {count}')
-        _family(lines, "snapshot_keysets", "gauge", "Keysets in the served snapshot.")
-        lines.append(f"jwks_snapshot_keysets {len(snapshot.entries)}")
-        _family(lines, "snapshot_bytes", "gauge", "Pre-encoded response bytes held.")
-        lines.append(f"jwks_snapshot_bytes {snapshot.total_bytes}")
-        _family(
-            lines,
-            "configmaps_refused_total",
-            "counter",
-            "ConfigMap documents refused by the guard (the previous good body is kept).",
-        )
-        _labelled(lines, "jwks_configmaps_refused_total", "reason", self.refused.items())
-        _family(lines, "keysets_refused", "gauge", "Keysets whose latest content is refused.")
-        refused_now = sum(1 for entry in snapshot.entries.values() if entry.refused)
-        lines.append(f"jwks_keysets_refused {refused_now}")
-        _family(
-            lines,
-            "untrusted_total",
-            "counter",
-            "Keys and ConfigMaps not served because no keyset's status vouches for them.",
-        )
-        _labelled(lines, "jwks_untrusted_total", "reason", self.untrusted.items())
-        _family(lines, "watch_restarts_total", "counter", "Re-lists of the ConfigMap watch.")
-        _labelled(lines, "jwks_watch_restarts_total", "reason", self.watch_restarts.items())
-        _family(lines, "last_update_timestamp_seconds", "gauge", "Last snapshot change.")
-        lines.append(f"jwks_last_update_timestamp_seconds {snapshot.updated_at:.3f}")
-        _family(lines, "seconds_since_last_update", "gauge", "Age of the last snapshot change.")
-        lines.append(f"jwks_seconds_since_last_update {max(0.0, now - snapshot.updated_at):.3f}")
-        _family(lines, "ready", "gauge", "1 once the first full list has been loaded.")
-        lines.append(f"jwks_ready {int(snapshot.ready)}")
-        _family(lines, "open_connections", "gauge", "Open client connections.")
-        lines.append(f"jwks_open_connections {self.open_connections}")
-        text = "\n".join(lines) + "\n"
-        for collector in self._collectors:
-            extra = collector()
-            if extra:
-                text += extra if extra.endswith("\n") else extra + "\n"
-        return text.encode()
+    @property
+    def refused(self) -> dict[str, int]:
+        """Refusals so far by reason (what ``jwks_configmaps_refused_total`` shows)."""
+        return _counts(self._refused, "reason")
 
+    @property
+    def untrusted(self) -> dict[str, int]:
+        """Untrusted keys and ConfigMaps so far by reason (``jwks_untrusted_total``)."""
+        return _counts(self._untrusted, "reason")
 
-def _family(lines: list[str], name: str, kind: str, help_text: str) -> None:
-    lines.append(f"# HELP jwks_{name} {help_text}")
-    lines.append(f"# TYPE jwks_{name} {kind}")
+    @property
+    def watch_restarts(self) -> dict[str, int]:
+        """Re-lists so far by reason (what ``jwks_watch_restarts_total`` shows)."""
+        return _counts(self._watch_restarts, "reason")
 
-
-def _labelled(lines: list[str], metric: str, label: str, items: Iterable[tuple[str, int]]) -> None:
-    for value, count in sorted(items):
-        lines.append(f'{metric}{{{label}="{_escape(value)}"}} {count}')
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -4,13 +4,14 @@ Every route has a fixed shape whose variable segments are Kubernetes names, so a
 split on its literal slashes first and each segment decoded after: an encoded slash, dot
 segment or double encoding can only produce a segment that is not a valid name, i.e. a 404,
 never a different resource. Nothing is ever redirected or normalised.
+
+Routing reads the raw request target as aiohttp received it (``request.raw_path``), not
+aiohttp's decoded and normalised path: what a name is must be decided here, once.
 """
 
 import re
 from typing import Final, NamedTuple
 from urllib.parse import unquote_to_bytes
-
-from jwks_operator.server.http import bad_request
 
 JWKS: Final = "jwks"
 OPENID: Final = "openid"
@@ -45,6 +46,28 @@ class Route(NamedTuple):
 ROUTE_NOT_FOUND: Final = Route(NOT_FOUND, label="other", message="no such route")
 
 
+class MalformedTarget(ValueError):
+    """A request target that is not a path we can read (answered 400)."""
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """(path, query) of an origin-form or absolute-form target; ``*`` stays ``*``.
+
+    The absolute form is what clients send to proxies; its authority is not ours to check.
+    """
+    if target[:1] != "/" and target != "*":
+        lowered = target[:8].lower()
+        if not lowered.startswith(("http://", "https://")):
+            raise MalformedTarget("malformed request target")
+        rest = target[target.index("//") + 2 :]
+        slash = rest.find("/")
+        target = rest[slash:] if slash >= 0 else "/"
+    path, _, query = target.partition("?")
+    if "#" in path:
+        raise MalformedTarget("a fragment in the request target")
+    return path, query
+
+
 class Router:
     """Resolves paths (cached: clients repeat the same few) for one listener's routes."""
 
@@ -56,7 +79,7 @@ class Router:
         serve_metrics: bool = True,
         cache_size: int = 4096,
     ) -> None:
-        self._cache: dict[bytes, Route] = {}
+        self._cache: dict[str, Route] = {}
         self._cache_size = cache_size
         self._serve_keysets = serve_keysets
         self._static: dict[bytes, Route] = {
@@ -76,11 +99,11 @@ class Router:
                     namespace, name = default_keyset
                     self._static[path] = Route(kind, namespace, name, label="default_" + kind)
 
-    def resolve(self, path: bytes) -> Route:
-        """The route of a path; raise HttpError (400) for a malformed percent-escape."""
+    def resolve(self, path: str) -> Route:
+        """The route of a raw path; raise MalformedTarget for a malformed percent-escape."""
         route = self._cache.get(path)
         if route is None:
-            route = self._resolve(path)
+            route = self._resolve(path.encode("utf-8", "surrogateescape"))
             if len(self._cache) >= self._cache_size:
                 self._cache.clear()
             self._cache[path] = route
@@ -95,7 +118,7 @@ class Router:
             return Route(VERIFY_PREFIX, namespace.decode("ascii"), name.decode("ascii"), VERIFY)
         if b"%" in path:
             if _BAD_ESCAPE_RE.search(path):
-                raise bad_request("malformed percent-encoding in the path")
+                raise MalformedTarget("malformed percent-encoding in the path")
             segments = [unquote_to_bytes(segment) for segment in segments]
             if any(b"/" in segment for segment in segments):
                 return ROUTE_NOT_FOUND

@@ -1,15 +1,17 @@
-"""Running the HTTP server: listeners, the one-second tick, graceful shutdown on SIGTERM.
+"""Running the HTTP server on aiohttp: listeners, the one-second tick, graceful shutdown.
 
 Shared by ``jwks-operator serve`` (fed by the Kubernetes watch) and standalone mode (fed by
 files): both build a ``SnapshotStore``, keep it current, and call ``run_server``.
 
 ``ServerSettings(host, port, metrics_port=None, max_age=300, default_keyset=None,
-limits=Limits())``: what to listen on and how to answer.
-``JwksServer(store, settings, *, verify_handler=None)``: ``await start()`` binds (port 0
-picks a free port: see ``ports``), ``await shutdown()`` stops accepting, lets in-flight
-requests finish (up to ``limits.shutdown_grace`` seconds) and closes every connection.
-``run_server(store, settings, *, stop=None, verify_handler=None, on_started=None)``: start,
-wait for ``stop`` (default: SIGTERM or SIGINT), shut down gracefully, return.
+limits=Limits(), tls=None)``: what to listen on and how to answer; ``tls`` is a
+``TlsFiles`` (https on every listener, reloaded when the files change).
+``JwksServer(store, settings, *, verify_handler=handle_verify)``: ``await start()`` binds
+(port 0 picks a free port: see ``ports``), ``await shutdown()`` stops accepting, closes
+idle connections, lets requests already received or half received finish (up to
+``limits.shutdown_grace`` seconds) and closes the rest through aiohttp's runner.
+``run_server(store, settings, *, stop=None, verify_handler=handle_verify,
+on_started=None)``: start, wait for ``stop`` (default: SIGTERM or SIGINT), shut down.
 ``settle_heap()``: call after loading many keysets (start() and the first Kubernetes list
 do) so that garbage collection does not pause requests for tens of milliseconds.
 """
@@ -23,11 +25,13 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jwks_operator.server.app import Clock, Responder
-from jwks_operator.server.hooks import VerifyHandler
-from jwks_operator.server.http import Limits
-from jwks_operator.server.protocol import ConnectionManager, HttpConnection
+from aiohttp import web
+
+from jwks_operator.server.app import Responder, VerifyHandler
+from jwks_operator.server.connections import GuardedServer, Limits
 from jwks_operator.server.snapshot import SnapshotStore
+from jwks_operator.server.tls import CertificateReloader, TlsFiles, load_context
+from jwks_operator.verification import handle_verify
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,7 @@ class ServerSettings:
     max_age: int = 300
     default_keyset: tuple[str, str] | None = None
     limits: Limits = field(default_factory=Limits)
+    tls: TlsFiles | None = None
 
 
 class JwksServer:
@@ -51,87 +56,119 @@ class JwksServer:
         store: SnapshotStore,
         settings: ServerSettings,
         *,
-        verify_handler: VerifyHandler | None = None,
+        verify_handler: VerifyHandler | None = handle_verify,
     ) -> None:
         self.store = store
         self.settings = settings
-        self.clock = Clock()
-        self.manager = ConnectionManager(self.clock, settings.limits, store.metrics)
+        limits = settings.limits
         separate_metrics = settings.metrics_port is not None
         self.responders = [
             Responder(
                 store,
-                self.clock,
                 max_age=settings.max_age,
                 default_keyset=settings.default_keyset,
                 verify_handler=verify_handler,
                 serve_metrics=not separate_metrics,
+                limits=limits,
             )
         ]
         if separate_metrics:
             self.responders.append(
-                Responder(store, self.clock, serve_keysets=False, serve_metrics=True)
+                Responder(store, serve_keysets=False, serve_metrics=True, limits=limits)
             )
-        self._servers: list[asyncio.Server] = []
-        self._tick: asyncio.TimerHandle | None = None
+        self.reloader: CertificateReloader | None = None
+        self._servers: list[GuardedServer] = []
+        self._runners: list[web.ServerRunner] = []
+        self._sites: list[web.TCPSite] = []
+        self._tick: asyncio.Task[None] | None = None
         self.ports: list[int] = []
         """Bound ports, main first (then the metrics port, when separate)."""
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        ports = [self.settings.port]
-        if self.settings.metrics_port is not None:
-            ports.append(self.settings.metrics_port)
-        for port, responder in zip(ports, self.responders, strict=True):
-            server = await loop.create_server(
-                lambda responder=responder: HttpConnection(self.manager, responder),  # type: ignore[misc]
-                self.settings.host,
-                port,
-                backlog=1024,
-                reuse_address=True,
-            )
-            self._servers.append(server)
-            bound = server.sockets[0].getsockname()
-            self.ports.append(int(bound[1]))
-            logger.info("listening on %s:%d", self.settings.host, bound[1])
-        settle_heap()
-        self._schedule_tick()
 
     @property
     def port(self) -> int:
         return self.ports[0]
 
-    def _schedule_tick(self) -> None:
-        loop = asyncio.get_running_loop()
-        # Tick just after each wall-clock second so Date headers change on the second.
-        delay = 1.0 - (self.clock.now % 1.0) + 0.001
-        self._tick = loop.call_later(delay, self._on_tick)
+    @property
+    def connections(self) -> int:
+        """Open client connections on every listener."""
+        return sum(len(server.guarded) for server in self._servers)
 
-    def _on_tick(self) -> None:
-        self.clock.tick()
-        try:
-            self.manager.sweep()
-        except Exception:  # the tick must survive whatever one connection does
-            logger.exception("connection sweep failed")
-        self._schedule_tick()
+    @property
+    def closing(self) -> bool:
+        return any(responder.shutting_down for responder in self.responders)
+
+    async def start(self) -> None:
+        """Bind every listener; raise TlsError for unusable TLS files, OSError for a port."""
+        settings = self.settings
+        context = None
+        if settings.tls is not None:
+            context = load_context(settings.tls)
+            self.reloader = CertificateReloader(context, settings.tls)
+        ports = [settings.port]
+        if settings.metrics_port is not None:
+            ports.append(settings.metrics_port)
+        loop = asyncio.get_running_loop()
+        for port, responder in zip(ports, self.responders, strict=True):
+            server = GuardedServer(
+                responder.handle,
+                limits=settings.limits,
+                metrics=self.store.metrics,
+                access_log=None,
+            )
+            server.now = loop.time()
+            runner = web.ServerRunner(
+                server, handle_signals=False, shutdown_timeout=settings.limits.shutdown_grace
+            )
+            await runner.setup()
+            site = web.TCPSite(
+                runner, settings.host, port, ssl_context=context, backlog=1024, reuse_address=True
+            )
+            self._servers.append(server)
+            self._runners.append(runner)
+            await site.start()
+            self._sites.append(site)
+            bound = runner.addresses[-1]
+            self.ports.append(int(bound[1]))
+            scheme = "https" if context is not None else "http"
+            logger.info("listening on %s:%d (%s)", settings.host, bound[1], scheme)
+        settle_heap()
+        self._tick = asyncio.create_task(self._ticking(), name="jwks-server-tick")
+
+    async def _ticking(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                now = loop.time()
+                for server in self._servers:
+                    server.sweep(now)
+                if self.reloader is not None:
+                    self.reloader.check()
+            except Exception:  # the tick must survive whatever one connection does
+                logger.exception("server tick failed")
 
     async def shutdown(self) -> None:
-        """Stop accepting, finish in-flight requests, close every connection."""
+        """Stop accepting, finish requests already (or half) received, close every connection."""
+        if self.closing:
+            return
         grace = self.settings.limits.shutdown_grace
         for responder in self.responders:
             responder.shutting_down = True
+        for site in self._sites:
+            await site.stop()
         for server in self._servers:
-            server.close()
-        self.manager.begin_close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.manager.drained.wait(), timeout=grace)
-        for connection in list(self.manager.connections):
-            connection.abort()
+            server.begin_close()
+        try:
+            async with asyncio.timeout(grace):
+                await asyncio.gather(*(server.heads_drained() for server in self._servers))
+        except TimeoutError:
+            logger.info("shutting down with a request head still incomplete")
+        for runner in self._runners:
+            await runner.cleanup()
         if self._tick is not None:
             self._tick.cancel()
-        for server in self._servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), timeout=1.0)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick
         logger.info("server stopped")
 
 
@@ -161,7 +198,7 @@ async def run_server(
     settings: ServerSettings,
     *,
     stop: asyncio.Event | None = None,
-    verify_handler: VerifyHandler | None = None,
+    verify_handler: VerifyHandler | None = handle_verify,
     on_started: Callable[[JwksServer], None] | None = None,
 ) -> None:
     """Serve until ``stop`` is set (by default on SIGTERM/SIGINT), then shut down gracefully."""
@@ -169,10 +206,10 @@ async def run_server(
         stop = asyncio.Event()
         install_stop_signals(stop)
     server = JwksServer(store, settings, verify_handler=verify_handler)
-    await server.start()
-    if on_started is not None:
-        on_started(server)
     try:
+        await server.start()
+        if on_started is not None:
+            on_started(server)
         await stop.wait()
     finally:
         await server.shutdown()

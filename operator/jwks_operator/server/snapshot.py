@@ -1,23 +1,16 @@
-"""The served state: an immutable snapshot of pre-encoded documents, and the store that swaps it.
+"""The served state: an immutable snapshot of keyset entries, and the store that swaps it.
 
-A request must cost a dictionary lookup and a write, never JSON encoding, compression or
-hashing; so everything a response needs (plain and gzip bodies, strong ETags, the
-Last-Modified date, the next scheduled change) is computed once, when a ConfigMap changes.
-Readers take ``store.snapshot`` and use it without locks: a snapshot is never mutated, a
-change builds a new one (copying the entry table, rebuilding only the changed entry) and
-publishes it with one attribute assignment.
-
-Every JWKS passes ``core.guard.parse_public_jwks`` before it can enter a snapshot, and what
-is served is re-encoded from a projection of the parsed document (``keys`` only, and in
-each key only the registered public parameters, as strings), so neither a JSON trick (a
-duplicate ``keys`` member that another parser would read differently) nor key material
-nested where the guard does not look can get past it.
+Readers (the request handler) take ``store.snapshot`` and use it without locks: a snapshot
+is never mutated; a change builds a new one (copying the entry table, rebuilding only the
+changed entry) and publishes it with one attribute assignment. An entry is built from a
+ConfigMap's data by ``servable`` (what may be served) and ``representation`` (the bytes,
+gzip and ETags), once per change, so a request costs a lookup.
 A refused document is logged without key material, counted, and the previous good entry is
 kept (or, for a keyset never seen good, an entry that answers 503).
 
 Public API (also used by standalone mode):
 
-``SnapshotStore(*, build_verifier=None, metrics=None, clock=time.time)``
+``SnapshotStore(*, build_verifier=verification.build_verifier, metrics=None, clock=time.time)``
     ``.snapshot -> Snapshot``; ``.apply(namespace, name, data, annotations, *,
     modified=None) -> ApplyResult``; ``.remove(namespace, name) -> bool``;
     ``.mark_ready()``; ``.batch()`` (context manager: many applies/removes, one swap).
@@ -27,43 +20,36 @@ Public API (also used by standalone mode):
     ``generation``, ``updated_at``, ``total_bytes``.
 ``KeySetEntry``: ``jwks`` / ``openid`` (``Document`` or None), ``unavailable`` (why a
     keyset has no servable JWKS), ``next_change`` (epoch seconds or None), ``verifier``,
-    ``verification`` (raw ``verification.json``), ``refused`` (latest refusal or None).
-``Document``: ``body``, ``gzip_body``, ``etag``, ``gzip_etag`` (quoted, strong),
-    ``modified`` / ``last_modified`` (epoch / HTTP date of the first time these bytes
-    were seen: re-applying identical content keeps them).
+    ``verification`` (raw ``verification.json``), ``refused`` (latest ``Refusal`` or None).
 """
 
-import base64
-import gzip
 import hashlib
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from email.utils import formatdate
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from jwks_operator.core.contract import (
     CONFIGMAP_JWKS,
     CONFIGMAP_OPENID,
     CONFIGMAP_VERIFICATION,
     NEXT_CHANGE_ANNOTATION,
-    PRIVATE_MEMBERS,
 )
-from jwks_operator.core.guard import (
-    PRIVATE_PEM_MARKER,
-    UnsafeJwksError,
-    encode_public_jwks,
-    parse_public_jwks,
+from jwks_operator.server.metrics import Metrics, SnapshotFigures
+from jwks_operator.server.representation import Document
+from jwks_operator.server.servable import (
+    Refusal,
+    RefusedDocument,
+    next_change,
+    servable_jwks,
+    servable_openid,
 )
-from jwks_operator.core.timefmt import parse_time
-from jwks_operator.server.hooks import VerifierBuilder
-from jwks_operator.server.metrics import Metrics
+from jwks_operator.verification import build_verifier as build_token_verifier
 
 logger = logging.getLogger(__name__)
 
@@ -73,44 +59,10 @@ UNAVAILABLE_NO_KEYS = "the keyset has no published keys yet"
 UNAVAILABLE_REFUSED = "the keyset's published JWKS was refused by the server's guard"
 
 
-@dataclass(frozen=True, slots=True)
-class Document:
-    """One served document in both encodings; ETags are strong and differ per encoding."""
+class VerifierBuilder(Protocol):
+    """Builds what ``/verify`` checks tokens with, once per change (in a worker thread)."""
 
-    body: bytes
-    gzip_body: bytes
-    etag: str
-    gzip_etag: str
-    modified: float
-    """When these bytes were first served (or written, when the source knows): Last-Modified."""
-    last_modified: str
-
-    @classmethod
-    def encode(cls, text: str, modified: float, previous: "Document | None" = None) -> "Document":
-        """Pre-encode ``text``; an identical previous document is reused with its date."""
-        body = text.encode()
-        tag = base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode()
-        etag = f'"{tag}"'
-        if previous is not None:
-            if previous.etag == etag:
-                return previous
-            # New bytes must look newer than the old ones to If-Modified-Since, whatever
-            # clock or metadata the caller's time came from.
-            modified = max(modified, int(previous.modified) + 1)
-        # mtime=0: identical content gives identical bytes (and ETags) on every replica.
-        packed = gzip.compress(body, compresslevel=9, mtime=0)
-        return cls(
-            body=body,
-            gzip_body=packed,
-            etag=etag,
-            gzip_etag=f'"{tag}-gz"',
-            modified=modified,
-            last_modified=formatdate(modified, usegmt=True),
-        )
-
-    @property
-    def size(self) -> int:
-        return len(self.body) + len(self.gzip_body)
+    def __call__(self, jwks: Mapping[str, Any], verification_json: str | None, /) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +77,7 @@ class KeySetEntry:
     verification: str | None
     verifier: object | None
     fingerprint: bytes
-    refused: str | None = None
+    refused: Refusal | None = None
 
     @property
     def size(self) -> int:
@@ -146,28 +98,6 @@ class ApplyResult(StrEnum):
     CHANGED = "changed"
     UNCHANGED = "unchanged"
     REFUSED = "refused"
-
-
-class RefusedDocument(ValueError):
-    """A ConfigMap document that must not be served; ``reason`` is a metric label."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def refusal_reason(error: UnsafeJwksError) -> str:
-    """A stable metric label for a guard refusal (the message itself may vary)."""
-    text = str(error)
-    if "private member" in text:
-        return "private_member"
-    if "(oct)" in text:
-        return "symmetric_key"
-    if "duplicate kid" in text:
-        return "duplicate_kid"
-    if "not valid JSON" in text:
-        return "invalid_json"
-    return "invalid_jwks"
 
 
 def fingerprint(data: Mapping[str, str], annotations: Mapping[str, str]) -> bytes:
@@ -203,11 +133,7 @@ def build_entry(
     key_count = 0
     parsed: dict[str, Any] | None = None
     if raw_jwks is not None:
-        try:
-            parsed = _public_projection(parse_public_jwks(raw_jwks), namespace, name)
-            text = encode_public_jwks(parsed)
-        except UnsafeJwksError as error:
-            raise RefusedDocument(refusal_reason(error), str(error)) from None
+        parsed, text = servable_jwks(raw_jwks, namespace, name)
         key_count = len(parsed["keys"])
         if key_count:
             jwks_doc = Document.encode(text, modified, previous.jwks if previous else None)
@@ -216,7 +142,7 @@ def build_entry(
     raw_openid = data.get(CONFIGMAP_OPENID)
     if raw_openid is not None:
         openid_doc = Document.encode(
-            _reencode_object(raw_openid), modified, previous.openid if previous else None
+            servable_openid(raw_openid), modified, previous.openid if previous else None
         )
     verification = data.get(CONFIGMAP_VERIFICATION)
     verifier: object | None = None
@@ -237,112 +163,11 @@ def build_entry(
         openid=openid_doc,
         unavailable=unavailable,
         key_count=key_count,
-        next_change=_next_change(namespace, name, annotations),
+        next_change=next_change(namespace, name, annotations),
         verification=verification,
         verifier=verifier,
         fingerprint=print_ if print_ is not None else fingerprint(data, annotations),
     )
-
-
-PUBLIC_JWK_MEMBERS = frozenset(
-    {
-        "kty",
-        "use",
-        "key_ops",
-        "alg",
-        "kid",
-        "x5u",
-        "x5c",
-        "x5t",
-        "x5t#S256",
-        "crv",
-        "x",
-        "y",
-        "n",
-        "e",
-    }
-)
-"""The registered public JWK parameters (RFC 7517, 7518, 8037): all a verifier needs."""
-
-
-def _public_projection(document: Mapping[str, Any], namespace: str, name: str) -> dict[str, Any]:
-    """Only ``keys``, and in each key only public parameters with string values.
-
-    The guard checks the members it knows at the levels it knows; serving a projection
-    means that nothing else (a nested object, an extra top-level member) can carry key
-    material out, whatever it is called.
-    """
-    keys = []
-    dropped: set[str] = set()
-    for index, jwk in enumerate(document["keys"]):
-        kept: dict[str, Any] = {}
-        for member, value in jwk.items():
-            if member not in PUBLIC_JWK_MEMBERS:
-                dropped.add(member)
-                continue
-            if not isinstance(value, str) and not (
-                isinstance(value, list) and all(isinstance(item, str) for item in value)
-            ):
-                raise UnsafeJwksError(f"keys[{index}]: member {member} is not a string")
-            kept[member] = value
-        keys.append(kept)
-    dropped.update(member for member in document if member != "keys")
-    if dropped:
-        logger.warning(
-            "keyset %s/%s: not serving non-standard JWKS member(s) %s",
-            namespace,
-            name,
-            ", ".join(sorted(dropped)[:10]),
-        )
-    return {"keys": keys}
-
-
-def _reencode_object(raw: str) -> str:
-    try:
-        document = json.loads(raw)
-    except ValueError:
-        raise RefusedDocument(
-            "invalid_openid_configuration", "openid-configuration is not valid JSON"
-        ) from None
-    if not isinstance(document, dict):
-        raise RefusedDocument(
-            "invalid_openid_configuration", "openid-configuration is not a JSON object"
-        )
-    _refuse_embedded_private_keys(document)
-    encoded = json.dumps(document, separators=(",", ":"))
-    if PRIVATE_PEM_MARKER in encoded:
-        raise RefusedDocument("private_member", "openid-configuration holds a PEM private key")
-    return encoded
-
-
-def _refuse_embedded_private_keys(node: Any) -> None:
-    """Discovery metadata has no place for keys; an embedded private one is refused."""
-    if isinstance(node, dict):
-        if "kty" in node and (PRIVATE_MEMBERS.intersection(node) or node.get("kty") == "oct"):
-            raise RefusedDocument(
-                "private_member", "openid-configuration embeds a private or symmetric key"
-            )
-        for value in node.values():
-            _refuse_embedded_private_keys(value)
-    elif isinstance(node, list):
-        for value in node:
-            _refuse_embedded_private_keys(value)
-
-
-def _next_change(namespace: str, name: str, annotations: Mapping[str, str]) -> float | None:
-    raw = annotations.get(NEXT_CHANGE_ANNOTATION)
-    if not raw:
-        return None
-    try:
-        return parse_time(raw).timestamp()
-    except ValueError:
-        logger.warning(
-            "keyset %s/%s: ignoring unparsable %s annotation",
-            namespace,
-            name,
-            NEXT_CHANGE_ANNOTATION,
-        )
-        return None
 
 
 class StoreBatch:
@@ -430,7 +255,7 @@ class StoreBatch:
 
 
 def _unavailable_entry(
-    namespace: str, name: str, now: float, print_: bytes, reason: str
+    namespace: str, name: str, now: float, print_: bytes, reason: Refusal
 ) -> KeySetEntry:
     return KeySetEntry(
         namespace=namespace,
@@ -453,7 +278,7 @@ class SnapshotStore:
     def __init__(
         self,
         *,
-        build_verifier: VerifierBuilder | None = None,
+        build_verifier: VerifierBuilder | None = build_token_verifier,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -462,6 +287,18 @@ class SnapshotStore:
         self.clock = clock
         self._lock = threading.Lock()
         self.snapshot = Snapshot(entries=MappingProxyType({}), updated_at=clock())
+        self.metrics.observe_snapshot(self.figures)
+
+    def figures(self) -> SnapshotFigures:
+        """What the snapshot gauges of ``/metrics`` show, read at scrape time."""
+        snapshot = self.snapshot
+        return SnapshotFigures(
+            keysets=len(snapshot.entries),
+            bytes=snapshot.total_bytes,
+            refused=sum(1 for entry in snapshot.entries.values() if entry.refused),
+            updated_at=snapshot.updated_at,
+            ready=snapshot.ready,
+        )
 
     @contextmanager
     def batch(self) -> Iterator[StoreBatch]:

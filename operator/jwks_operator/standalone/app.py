@@ -22,9 +22,9 @@ from typing import Final
 from jwks_operator.core.contract import NEXT_CHANGE_ANNOTATION
 from jwks_operator.core.guard import UnsafeJwksError
 from jwks_operator.core.timefmt import format_time
-from jwks_operator.server.hooks import load_verification_hooks
 from jwks_operator.server.runner import JwksServer, ServerSettings
 from jwks_operator.server.snapshot import ApplyResult, SnapshotStore
+from jwks_operator.server.tls import TlsError, TlsFiles
 from jwks_operator.standalone.config import (
     ConfigError,
     KeySetConfig,
@@ -54,6 +54,8 @@ class Options:
     """Served at ``/.well-known/jwks.json``: the flag, else the config's only keyset."""
     default_keyset_required: bool = False
     """Given on the command line: a reloaded config must still define it."""
+    tls: TlsFiles | None = None
+    """Serve https from these PEM files (reloaded when they change)."""
 
 
 class CannotListen(Exception):
@@ -251,25 +253,31 @@ async def run(options: Options, config: StandaloneConfig, publish_dir: PublishDi
     write), answer 503 until every keyset's first reconcile is in, and on the way out
     finish in-flight writes before the listener closes.
     """
-    hooks = load_verification_hooks()
-    snapshots = SnapshotStore(build_verifier=hooks.build_verifier if hooks else None)
+    snapshots = SnapshotStore()
     settings = ServerSettings(
         host=options.host,
         port=options.port,
         max_age=options.max_age,
         default_keyset=options.default_keyset,
+        tls=options.tls,
     )
-    server = JwksServer(snapshots, settings, verify_handler=hooks.handle_verify if hooks else None)
+    server = JwksServer(snapshots, settings)
     try:
         await server.start()
+    except TlsError as error:  # the files changed since the command line was checked
+        logger.error("%s", error)
+        await server.shutdown()
+        return 2
     except OSError as error:
+        await server.shutdown()
         raise CannotListen(options.host, options.port, error) from None
     app = Standalone(options, config, snapshots, publish_dir)
     stop = asyncio.Event()
     app.install_signal_handlers(stop)
     try:
         await app.start()
-        base = f"http://{_url_host(options.host)}:{server.port}"
+        scheme = "https" if options.tls is not None else "http"
+        base = f"{scheme}://{_url_host(options.host)}:{server.port}"
         for namespace, name in config.keysets:
             logger.info("serving %s/%s/%s/.well-known/jwks.json", base, namespace, name)
         if options.default_keyset is not None:

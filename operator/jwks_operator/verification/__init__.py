@@ -4,9 +4,9 @@
 change; the server keeps it in its snapshot and answers ``/{ns}/{name}/verify`` through
 ``handle_verify``. Nothing here does I/O, so every rule is unit-testable without HTTP.
 
-The server finds this package through ``server/hooks.py``: it calls the module-level
-``build_verifier`` once per ConfigMap change, ``handle_verify`` per request, and appends
-``metrics_text()`` to ``/metrics``.
+The server imports this package directly: ``server/snapshot.py`` calls ``build_verifier``
+once per ConfigMap change, ``server/app.py`` calls ``handle_verify`` per request, and
+``server/metrics.py`` reads ``metrics.snapshot()`` at scrape time.
 """
 
 from jwks_operator.verification.endpoint import handle_verify

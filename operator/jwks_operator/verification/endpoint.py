@@ -44,7 +44,7 @@ Response = tuple[int, Sequence[tuple[str, str]], bytes]
 
 
 def handle_verify(entry: Any, method: str, headers: Mapping[str, str], query: str) -> Response:
-    """The server's hook (see ``server/hooks.py``); ``entry.verifier`` is ours or None."""
+    """Called by the server (``server/app.py``); ``entry.verifier`` is ours or None."""
     verifier = getattr(entry, "verifier", None)
     if verifier is not None and not isinstance(verifier, TokenVerifier):
         verifier = None

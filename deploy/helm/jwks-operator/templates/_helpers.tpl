@@ -119,3 +119,9 @@ app.kubernetes.io/component: {{ .component }}
     - {protocol: TCP, port: {{ . }}}
     {{- end }}
 {{- end }}
+
+{{/* The kubernetes.io/tls Secret the server mounts when server.tls.enabled. */}}
+{{- define "jwks.serverTlsSecret" -}}
+{{- default (printf "%s-tls" (include "jwks.serverName" .)) .Values.server.tls.secretName }}
+{{- end }}
+
