@@ -210,7 +210,9 @@ def _load(private_jwk: dict[str, str]) -> _Loaded:
     except (JWException, KeyError, TypeError, ValueError) as error:
         # Never include the exception text: it may quote key material.
         raise KeyLoadError(f"private JWK is malformed ({error.__class__.__name__})") from None
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+    if not isinstance(
+        key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    ):
         raise KeyLoadError("private JWK has an unsupported kty/crv")
     if _public_members(derived) != _public_members(signer):
         raise KeyLoadError(f"{kty} private key does not match its public key")
