@@ -202,9 +202,9 @@ EXTRA_RULES: dict[str, list[dict[str, Any]]] = {
             ),
             "messageExpression": (
                 "'prePublish (' + self.prePublish + "
-                f"(self.prePublish == '{default_text(DEFAULT_PRE_PUBLISH)}' ? ', the default' : '')"
+                f"(self.prePublish == '{default_text(DEFAULT_PRE_PUBLISH)}' ? ', the default when unset' : '')"
                 " + ') must be shorter than interval (' + self.interval + "
-                f"(self.interval == '{default_text(DEFAULT_INTERVAL)}' ? ', the default' : '')"
+                f"(self.interval == '{default_text(DEFAULT_INTERVAL)}' ? ', the default when unset' : '')"
                 " + '), so that the next key is published before the active one\\'s time is up'"
             ),
             "fieldPath": ".prePublish",
