@@ -93,8 +93,10 @@ def duration_schema(rule: Duration) -> dict[str, Any]:
         "maxLength": rule.max_length,
         "x-kubernetes-validations": [
             {
-                "rule": "duration(self) > duration('0s')",
-                "message": "must be longer than zero",
+                "rule": f"duration(self) {'>=' if rule.zero_allowed else '>'} duration('0s')",
+                "message": "must not be negative"
+                if rule.zero_allowed
+                else "must be longer than zero",
             },
             {
                 "rule": f"duration(self) <= duration('{limit}')",
@@ -171,6 +173,13 @@ URL_FIELDS = frozenset({"spec.issuer", "spec.jwksUri", "spec.verification.issuer
 DEFAULTED_SECTIONS = frozenset({"spec", "spec.rotation"})
 """Sections the API server fills in (so that their fields' defaults apply, and CEL sees them)."""
 
+
+def _if_default(field: str, default: timedelta) -> str:
+    """CEL that says ", the default when unset" after a value equal to its default: after
+    defaulting the API server cannot tell a default from the same value written out."""
+    return f"({field} == '{default_text(default)}' ? ', the default when unset' : '')"
+
+
 _RESERVED = _cel_list(sorted(RESERVED_CLAIM_HEADERS))
 EXTRA_RULES: dict[str, list[dict[str, Any]]] = {
     "spec": [
@@ -202,10 +211,10 @@ EXTRA_RULES: dict[str, list[dict[str, Any]]] = {
             ),
             "messageExpression": (
                 "'prePublish (' + self.prePublish + "
-                f"(self.prePublish == '{default_text(DEFAULT_PRE_PUBLISH)}' ? ', the default when unset' : '')"
-                " + ') must be shorter than interval (' + self.interval + "
-                f"(self.interval == '{default_text(DEFAULT_INTERVAL)}' ? ', the default when unset' : '')"
-                " + '), so that the next key is published before the active one\\'s time is up'"
+                + _if_default("self.prePublish", DEFAULT_PRE_PUBLISH)
+                + " + ') must be shorter than interval (' + self.interval + "
+                + _if_default("self.interval", DEFAULT_INTERVAL)
+                + " + '), so that the next key is published before the active one\\'s time is up'"
             ),
             "fieldPath": ".prePublish",
             "reason": "FieldValueInvalid",
@@ -221,8 +230,7 @@ EXTRA_RULES: dict[str, list[dict[str, Any]]] = {
         },
         {
             "rule": (
-                "self.all(a, self.all(b, a == b || "
-                "self[a].lowerAscii() != self[b].lowerAscii()))"
+                "self.all(a, self.all(b, a == b || self[a].lowerAscii() != self[b].lowerAscii()))"
             ),
             "message": "two claims may not be mapped to the same header",
         },
@@ -298,12 +306,10 @@ DESCRIPTIONS: dict[str, str] = {
         "it with query parameters."
     ),
     "spec.verification.issuer": (
-        "Expected `iss` claim. Defaults to spec.issuer; when neither is set, `iss` is "
-        "not checked."
+        "Expected `iss` claim. Defaults to spec.issuer; when neither is set, `iss` is not checked."
     ),
     "spec.verification.audiences": (
-        "Accepted `aud` values: a token must carry at least one. Empty means `aud` is not "
-        "checked."
+        "Accepted `aud` values: a token must carry at least one. Empty means `aud` is not checked."
     ),
     "spec.verification.requiredClaims": (
         "Claims every token must carry (for example sub, exp, iat)."

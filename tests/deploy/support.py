@@ -152,7 +152,7 @@ def rule_message(rule: Mapping[str, Any], value: Any) -> str:
     if expression:
         try:
             text = cel.evaluate(expression, _cel_context(value))
-        except Exception:  # noqa: BLE001 - the API server falls back to message
+        except Exception:
             text = None
         if isinstance(text, str) and text:
             return text

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from jwks_operator.core.durations import format_duration
 from jwks_operator.core.spec import SpecError, parse_spec
 from jwks_operator.core.specfields import (
-    SPEC,
     URL_PATTERN,
     Choice,
     Duration,
@@ -70,7 +69,7 @@ def duration_cases(rule: Duration) -> list[tuple[Any, bool]]:
         (most, True),
         (format_duration(rule.maximum + timedelta(milliseconds=1)), False),
         ("1ms", True),
-        ("0s", False),
+        ("0s", rule.zero_allowed),
         ("0" * (rule.max_length - 2) + "1s", True),
         ("0" * (rule.max_length - 1) + "1s", False),
         ("1d", False),
@@ -104,7 +103,9 @@ def cases(path: str, rule: Field) -> list[Case]:
             (path, map_entries(rule, rule.max_items), True),
             (path, map_entries(rule, rule.max_items + 1), False),
         ]
-        found += [(path, {key: "X-A"}, ok) for key, ok in text_cases(rule.key) if isinstance(key, str)]
+        found += [
+            (path, {key: "X-A"}, ok) for key, ok in text_cases(rule.key) if isinstance(key, str)
+        ]
         found += [(path, {"c": value}, ok) for value, ok in text_cases(rule.value)]
         return found
     assert isinstance(rule, Section)

@@ -70,6 +70,7 @@ def test_oidc_example_publishes_discovery() -> None:
 
 VALID = [
     {},
+    {"verification": {"leeway": "0s"}},  # no clock skew tolerated
     {"algorithm": "ES256"},
     {"algorithm": "EdDSA", "deletionPolicy": "Delete"},
     {"algorithm": "PS512", "keySize": 4096},
@@ -126,7 +127,6 @@ INVALID = [
     {"revokedKeys": "abc"},
     {"deletionPolicy": "Orphan"},
     {"rotate": "now"},
-    {"verification": {"leeway": "0s"}},
     {"verification": {"maxTokenAge": "1d"}},
     {"verification": {"audiences": [""]}},
     {"verification": {"requiredClaims": ["bad claim"]}},
@@ -181,8 +181,7 @@ def test_cross_field_messages_name_the_values_in_force() -> None:
     messageExpression and parse_spec say which values are in force, defaults included."""
     (cel_message,) = _rule_messages({"rotation": {"interval": "1h"}})
     assert cel_message.startswith(
-        ".spec.rotation: prePublish (2h, the default when unset) must be shorter than "
-        "interval (1h)"
+        ".spec.rotation: prePublish (2h, the default when unset) must be shorter than interval (1h)"
     )
     (cel_message,) = _rule_messages({"rotation": {"interval": "30m", "prePublish": "45m"}})
     assert "prePublish (45m) must be shorter than interval (30m)" in cel_message

@@ -188,7 +188,7 @@ class _Collector:
         except DurationError as error:
             self.add(path, str(error))
             return None
-        if parsed <= timedelta(0):
+        if parsed <= timedelta(0) and not (rule.zero_allowed and parsed == timedelta(0)):
             self.add(path, f"{_show(value)} must be longer than zero")
             return None
         return parsed
@@ -424,7 +424,7 @@ def _verification(check: _Collector, raw: object, issuer: str | None) -> Verific
         issuer=expected_issuer,
         audiences=tuple(audiences),
         required_claims=tuple(claims),
-        leeway=leeway or DEFAULT_LEEWAY,
+        leeway=DEFAULT_LEEWAY if leeway is None else leeway,
         max_token_age=max_age,
         claim_headers=tuple(sorted(headers)),
     )

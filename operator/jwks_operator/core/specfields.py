@@ -34,10 +34,11 @@ class Text:
 
 @dataclass(frozen=True)
 class Duration:
-    """A Go-style duration text (``Text`` with the duration grammar), above zero, at most
-    ``MAX_DURATION``."""
+    """A Go-style duration text (``Text`` with the duration grammar), above zero (or, with
+    ``zero_allowed``, at least zero), at most ``MAX_DURATION``."""
 
     default: timedelta | None = None
+    zero_allowed: bool = False
     max_length: int = DURATION_MAX_LENGTH
     pattern: str = DURATION_PATTERN
     maximum: timedelta = MAX_DURATION
@@ -133,7 +134,8 @@ VERIFICATION: Final = Section(
         "issuer": URL,
         "audiences": ListOf(AUDIENCE, MAX_AUDIENCES),
         "requiredClaims": ListOf(CLAIM, MAX_CLAIMS),
-        "leeway": Duration(DEFAULT_LEEWAY),
+        # No leeway at all is a legitimate choice (clocks kept in sync), as in the overrides.
+        "leeway": Duration(DEFAULT_LEEWAY, zero_allowed=True),
         "maxTokenAge": Duration(),
         "claimHeaders": MapOf(CLAIM, HEADER, MAX_CLAIMS),
     }

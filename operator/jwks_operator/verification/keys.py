@@ -27,7 +27,7 @@ from typing import Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from jwcrypto import jwk, jwa
+from jwcrypto import jwa, jwk
 from jwcrypto.common import JWException
 
 from jwks_operator.core.algorithms import ALGORITHMS
