@@ -10,8 +10,9 @@ confusion (RS256 -> HS256, ES -> RS) impossible.
 Importing a key costs far more than a request can afford, so it happens when the snapshot
 changes, never per token. What this module adds to jwcrypto, each deliberately:
 
-- the key must fit the algorithm (kty, crv, declared ``alg``, ``use``/``key_ops``) and an
-  RSA modulus has at least 2048 bits (RFC 7518 3.3);
+- the key must fit the algorithm (kty, crv, declared ``alg``, ``use``/``key_ops``), an RSA
+  modulus has at least 2048 bits (RFC 7518 3.3) and does not carry the ROCA fingerprint
+  (CVE-2017-15361: moduli from Infineon's flawed generator can be factored);
 - a signature must have the exact length of its algorithm before jwcrypto sees it: the
   modulus size for RSA, 64 bytes for Ed25519, and twice the curve size for ECDSA (RFC 7518
   3.4): jwcrypto splits any ECDSA signature in two halves, so a 63-byte or DER signature
@@ -82,6 +83,8 @@ def load_verifying_key(members: Mapping[str, object], algorithm: str) -> Verifyi
         bits = int.from_bytes(b64url_decode(str(members["n"])), "big").bit_length()
         if bits < MIN_RSA_BITS:
             raise UnusableKeyError(f"RSA modulus has {bits} bits, fewer than {MIN_RSA_BITS}")
+        if has_roca_fingerprint(int.from_bytes(b64url_decode(str(members["n"])), "big")):
+            raise UnusableKeyError("RSA modulus has the ROCA fingerprint (CVE-2017-15361)")
     try:
         key = import_jwk(members)
         if key.has_private:
@@ -93,6 +96,29 @@ def load_verifying_key(members: Mapping[str, object], algorithm: str) -> Verifyi
         raise UnusableKeyError(f"invalid {info.kty} key ({error.__class__.__name__})") from None
     size = signature_size(public)
     return VerifyingKey(kid=kid, algorithm=algorithm, check=signature_check(key, algorithm, size))
+
+
+_ROCA_PRIMES: Final = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71,
+                       73, 79, 83, 89, 97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149,
+                       151, 157, 163, 167)  # fmt: skip
+
+
+def _powers_of_65537(prime: int) -> frozenset[int]:
+    powers, value = {1}, 65537 % prime
+    while value not in powers:
+        powers.add(value)
+        value = value * 65537 % prime
+    return frozenset(powers)
+
+
+_ROCA_RESIDUES: Final = tuple((prime, _powers_of_65537(prime)) for prime in _ROCA_PRIMES)
+
+
+def has_roca_fingerprint(modulus: int) -> bool:
+    """ROCA moduli are ``k * M + (65537^a mod M)`` with ``M`` the primorial of the primes
+    above, so modulo each of them they fall in the subgroup 65537 generates (the published
+    detection test; a random modulus passes all 38 by chance with negligible probability)."""
+    return all(modulus % prime in residues for prime, residues in _ROCA_RESIDUES)
 
 
 def signature_size(public: object) -> int:
