@@ -184,9 +184,9 @@ def public_keyset(group: dict[str, Any]) -> dict[str, Any]:
     key stays as it is (the guard must refuse to publish or trust it)."""
     if "public" in group:
         public = group["public"]
-        return {"keys": list(public["keys"])} if "keys" in public else {"keys": [public]}
+        return {"keys": list(public.get("keys", [public]))}
     private = group["private"]
-    keys = private["keys"] if "keys" in private else [private]
+    keys = private.get("keys", [private])
     published = []
     for key in keys:
         if key.get("kty") == "oct":
