@@ -218,15 +218,25 @@ class _Collector:
             return None
         return value
 
-    def strings(self, value: object, path: str, rule: ListOf) -> list[str]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.add(path, f"must be a list of {rule.item.what}, not {_kind(value)}")
-            return []
+    def _container(self, value: object, path: str, rule: ListOf | MapOf) -> bool:
+        """Whether ``value`` is the list or object ``rule`` wants, within its size."""
+        kind: type[list[Any]] | type[Mapping[Any, Any]]
+        if isinstance(rule, ListOf):
+            kind, wanted, noun = list, f"a list of {rule.item.what}", "items"
+        else:
+            kind, wanted, noun = Mapping, "an object", "entries"
+        if not isinstance(value, kind):
+            self.add(path, f"must be {wanted}, not {_kind(value)}")
+            return False
         if len(value) > rule.max_items:
-            self.add(path, f"has {len(value)} items, more than {rule.max_items}")
+            self.add(path, f"has {len(value)} {noun}, more than {rule.max_items}")
+            return False
+        return True
+
+    def strings(self, value: object, path: str, rule: ListOf) -> list[str]:
+        if value is None or not self._container(value, path, rule):
             return []
+        assert isinstance(value, list)
         result: list[str] = []
         for index, item in enumerate(value):
             parsed = self.text(item, f"{path}[{index}]", rule.item)
@@ -239,14 +249,9 @@ class _Collector:
         return result
 
     def pairs(self, value: object, path: str, rule: MapOf) -> list[tuple[str, str]]:
-        if value is None:
+        if value is None or not self._container(value, path, rule):
             return []
-        if not isinstance(value, Mapping):
-            self.add(path, f"must be an object, not {_kind(value)}")
-            return []
-        if len(value) > rule.max_items:
-            self.add(path, f"has {len(value)} entries, more than {rule.max_items}")
-            return []
+        assert isinstance(value, Mapping)
         result = []
         for key, item in value.items():
             where = f"{path}.{key}"
