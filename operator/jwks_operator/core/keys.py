@@ -110,7 +110,10 @@ def material_from_private_key(key: PrivateKey, algorithm: str, key_size: int | N
     private = exported.export_private(as_dict=True)
     secret = {name: value for name, value in private.items() if name not in public_jwk}
     private_jwk = {**public_jwk, **secret}
-    _remember(_identity(private_jwk), _Loaded(key, _jwk_for_signing(private_jwk, key)))
+    # The exported JWK signs as it is (the token header carries kid and alg). Its key came
+    # from OpenSSL itself, so jwcrypto need not repeat the ~60 ms RSA consistency check.
+    exported.unsafe_skip_rsa_key_validation = True
+    _remember(_identity(private_jwk), _Loaded(key, exported))
     return KeyMaterial(
         kid=kid,
         algorithm=algorithm,
@@ -165,20 +168,21 @@ def _identity(private_jwk: Mapping[str, Any]) -> _Identity:
         raise KeyLoadError("private JWK is malformed (TypeError)") from None
 
 
+_MATERIALS: "OrderedDict[tuple[_Identity, str, int | None], KeyMaterial]" = OrderedDict()
+"""Stored JWK -> its KeyMaterial: jwcrypto's export costs ~0.2-0.4 ms a key, and every
+reconciliation parses every stored key. KeyMaterial is immutable, so it is shared."""
+
+
 def _remember(identity: _Identity, loaded: _Loaded) -> None:
+    _bounded_put(_LOADED, identity, loaded)
+
+
+def _bounded_put(memo: "OrderedDict[Any, Any]", key: object, value: object) -> None:
     with _LOADED_LOCK:
-        _LOADED[identity] = loaded
-        _LOADED.move_to_end(identity)
-        while len(_LOADED) > _LOADED_MAX:
-            _LOADED.popitem(last=False)
-
-
-def _jwk_for_signing(private_jwk: Mapping[str, Any], key: PrivateKey | None) -> jwk.JWK:
-    signer = import_jwk(private_jwk)
-    # A key made here (``key`` given) came from OpenSSL itself: jwcrypto need not repeat the
-    # ~60 ms RSA consistency check when it rebuilds it. A stored key is always checked.
-    signer.unsafe_skip_rsa_key_validation = key is not None
-    return signer
+        memo[key] = value
+        memo.move_to_end(key)
+        while len(memo) > _LOADED_MAX:
+            memo.popitem(last=False)
 
 
 def _loaded(private_jwk: Mapping[str, Any]) -> _Loaded:
@@ -200,7 +204,7 @@ def _load(private_jwk: dict[str, str]) -> _Loaded:
     if kty == "OKP" and private_jwk.get("crv") != "Ed25519":
         raise KeyLoadError("private JWK has an unsupported kty/crv")
     try:
-        signer = _jwk_for_signing(private_jwk, None)
+        signer = import_jwk(private_jwk)  # a stored key: jwcrypto checks it in full
         if not signer.has_private:
             raise KeyLoadError("private JWK has no private part")
         key = signer.get_op_key("sign", private_jwk.get("crv"))
@@ -237,8 +241,14 @@ def load_material(
         raise KeyLoadError(f"unsupported algorithm {algorithm!r}")
     if ALGORITHMS[algorithm].kty != private_jwk.get("kty"):
         raise KeyLoadError(f"key type {private_jwk.get('kty')!r} does not fit {algorithm}")
-    key = load_private_key(private_jwk)
-    return material_from_private_key(key, algorithm, key_size)
+    memo_key = (_identity(private_jwk), algorithm, key_size)
+    with _LOADED_LOCK:
+        known = _MATERIALS.get(memo_key)
+    if known is not None:
+        return known
+    material = material_from_private_key(load_private_key(private_jwk), algorithm, key_size)
+    _bounded_put(_MATERIALS, memo_key, material)
+    return material
 
 
 def private_key_pem(material: KeyMaterial) -> str:
