@@ -8,7 +8,9 @@ other cache to invalidate.
 
 Order of checks: size, shape, header, key, signature, and only then the claims. Claims
 from a token whose signature has not been checked are never parsed, so an attacker's
-payload costs us no JSON work and cannot influence a decision.
+payload costs us no JSON work and cannot influence a decision. The signature itself is
+jwcrypto's (``keys.py``); the gate before it (``compact.py`` and ``_select_key``'s header
+rules) and the claims policy after it (``_check_claims``) are the project's own, on purpose.
 """
 
 import math
