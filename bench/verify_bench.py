@@ -76,8 +76,7 @@ def _policy(algorithm: str) -> str:
             "issuer": ISSUER,
             "audiences": [AUDIENCE],
             "requiredClaims": [],
-            "leewaySeconds": 60,
-            "maxTokenAgeSeconds": None,
+            "leeway": "60s",
             "claimHeaders": {"email": "X-Auth-Email"},
         }
     )

@@ -133,18 +133,44 @@ def iter_rules(schema: Mapping[str, Any], path: str = "") -> Iterator[tuple[str,
         yield from iter_rules(schema["items"], f"{path}[*]")
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _cel_context(value: Any) -> Any:
+    """``self`` plus the Kubernetes CEL string extension's ``lowerAscii`` (ASCII letters only,
+    as in cel-go's ext.Strings), which the Python CEL implementation lacks."""
+    return cel.Context(
+        variables={"self": value},
+        functions={"lowerAscii": lambda text: text.translate(_ASCII_LOWER)},
+    )
+
+
+def rule_message(rule: Mapping[str, Any], value: Any) -> str:
+    """The message the API server reports: ``messageExpression`` when it evaluates to a
+    string, else ``message`` (its documented fallback)."""
+    expression = rule.get("messageExpression")
+    if expression:
+        try:
+            text = cel.evaluate(expression, _cel_context(value))
+        except Exception:
+            text = None
+        if isinstance(text, str) and text:
+            return text
+    return str(rule["message"])
+
+
 def cel_errors(schema: Mapping[str, Any], value: Any, path: str = "") -> list[str]:
     """Evaluate every CEL rule that applies to ``value`` (bound to ``self``), as the API server
     does after defaulting; return 'path: message' for each rule that fails or errors."""
     errors: list[str] = []
     for rule in schema.get("x-kubernetes-validations", []):
         try:
-            ok = cel.evaluate(rule["rule"], {"self": value})
+            ok = cel.evaluate(rule["rule"], _cel_context(value))
         except Exception as error:  # an invalid duration string makes duration() raise
             errors.append(f"{path}: {rule['message']} ({error})")
             continue
         if ok is not True:
-            errors.append(f"{path}: {rule['message']}")
+            errors.append(f"{path}: {rule_message(rule, value)}")
     if isinstance(value, dict):
         for name, sub in schema.get("properties", {}).items():
             if name in value:
@@ -179,6 +205,27 @@ def unknown_fields(schema: Mapping[str, Any], value: Any, path: str = "") -> lis
     return problems
 
 
+def repeated_set_items(schema: Mapping[str, Any], value: Any, path: str = "") -> list[str]:
+    """``x-kubernetes-list-type: set`` lists with a repeated value, which the API server
+    refuses (``Duplicate value``) and JSON Schema, without uniqueItems, does not see."""
+    problems: list[str] = []
+    if isinstance(value, list):
+        if schema.get("x-kubernetes-list-type") == "set":
+            seen: list[Any] = []
+            for index, item in enumerate(value):
+                if item in seen:
+                    problems.append(f"{path}[{index}]: Duplicate value")
+                seen.append(item)
+        if isinstance(schema.get("items"), dict):
+            for index, item in enumerate(value):
+                problems += repeated_set_items(schema["items"], item, f"{path}[{index}]")
+    elif isinstance(value, dict):
+        for name, sub in schema.get("properties", {}).items():
+            if name in value:
+                problems += repeated_set_items(sub, value[name], f"{path}.{name}")
+    return problems
+
+
 def api_server_verdict(obj: Mapping[str, Any]) -> list[str]:
     """What a real API server would say about a JwksKeySet created with kubectl: strict field
     validation, defaulting, the schema, then CEL (the server skips CEL on a value that already
@@ -190,6 +237,7 @@ def api_server_verdict(obj: Mapping[str, Any]) -> list[str]:
         f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
         for error in crd_schema_validator(schema).iter_errors(defaulted)
     ]
+    problems += repeated_set_items(schema, defaulted)
     if problems:
         return problems
     return cel_errors(schema, defaulted)

@@ -70,6 +70,7 @@ def test_oidc_example_publishes_discovery() -> None:
 
 VALID = [
     {},
+    {"verification": {"leeway": "0s"}},  # no clock skew tolerated
     {"algorithm": "ES256"},
     {"algorithm": "EdDSA", "deletionPolicy": "Delete"},
     {"algorithm": "PS512", "keySize": 4096},
@@ -126,7 +127,6 @@ INVALID = [
     {"revokedKeys": "abc"},
     {"deletionPolicy": "Orphan"},
     {"rotate": "now"},
-    {"verification": {"leeway": "0s"}},
     {"verification": {"maxTokenAge": "1d"}},
     {"verification": {"audiences": [""]}},
     {"verification": {"requiredClaims": ["bad claim"]}},
@@ -134,6 +134,12 @@ INVALID = [
     {"verification": {"claimHeaders": {"bad claim!": "X-Auth-Bad"}}},  # CEL on the map keys
     {"verification": {"issuer": "mailto:a@b"}},
     {"verification": {"cookie": "session"}},
+    {"verification": {"claimHeaders": {"sub": "Set-Cookie"}}},  # CEL: reserved header
+    {"verification": {"claimHeaders": {"a": "X-A", "b": "x-a"}}},  # CEL: one header twice
+    {"verification": {"audiences": ["api", "api"]}},  # list-type set
+    {"verification": {"audiences": ["a\nb"]}},
+    {"revokedKeys": ["k"] * 2},
+    {"revokedKeys": [f"k{i}" for i in range(257)]},
     "not an object",
 ]
 
@@ -167,7 +173,29 @@ def test_cel_prepublish_rule_compares_durations_not_strings() -> None:
     assert _rule_messages({"rotation": {"interval": "2h", "prePublish": "90m"}}) == []
     assert _rule_messages({"rotation": {"interval": "10s", "prePublish": "9s"}}) == []
     (problem,) = _rule_messages({"rotation": {"interval": "90m", "prePublish": "2h"}})
-    assert problem.startswith(".spec.rotation: prePublish must be shorter than interval")
+    assert problem.startswith(".spec.rotation: prePublish (2h, the default when unset) must be")
+
+
+def test_cross_field_messages_name_the_values_in_force() -> None:
+    """Issue 16: ``interval: 1h`` alone fails on the default prePublish; both the CRD's
+    messageExpression and parse_spec say which values are in force, defaults included."""
+    (cel_message,) = _rule_messages({"rotation": {"interval": "1h"}})
+    assert cel_message.startswith(
+        ".spec.rotation: prePublish (2h, the default when unset) must be shorter than interval (1h)"
+    )
+    (cel_message,) = _rule_messages({"rotation": {"interval": "30m", "prePublish": "45m"}})
+    assert "prePublish (45m) must be shorter than interval (30m)" in cel_message
+    with pytest.raises(SpecError) as caught:
+        parse_spec("auth", {"rotation": {"interval": "1h"}})
+    assert caught.value.problems == (
+        "spec.rotation.prePublish: prePublish (default 2h) must be shorter than interval "
+        "(1h), so that the next key is published before the active one's time is up",
+    )
+    with pytest.raises(SpecError) as caught:
+        parse_spec("auth", {"rotation": {"prePublish": "800h"}})
+    assert "prePublish (800h) must be shorter than interval (default 720h)" in str(caught.value)
+    (cel_message,) = _rule_messages({"algorithm": "ES256", "keySize": 2048})
+    assert cel_message.endswith("PS256..PS512), not ES256")
 
 
 def test_cel_duration_range_rules() -> None:
@@ -180,7 +208,7 @@ def test_cel_duration_range_rules() -> None:
 def test_cel_claim_header_keys_rule() -> None:
     assert _rule_messages({"verification": {"claimHeaders": {"a.b:c-d_e": "X-A"}}}) == []
     (problem,) = _rule_messages({"verification": {"claimHeaders": {"a b": "X-A"}}})
-    assert problem.startswith(".spec.verification.claimHeaders: claim names")
+    assert problem.startswith(".spec.verification.claimHeaders: keys must be a claim name")
 
 
 _NUMBER = st.one_of(

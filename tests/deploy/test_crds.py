@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 from kopf._cogs.structs import references
 
-from jwks_operator.core import contract, spec
+from jwks_operator.core import contract, spec, specfields
 from jwks_operator.core.algorithms import ALGORITHM_NAMES, RSA_KEY_SIZES
 from jwks_operator.core.durations import DURATION_PATTERN, format_duration, parse_duration
 from tests.deploy.support import (
@@ -89,9 +89,9 @@ def test_printer_columns() -> None:
 
 def test_schema_fields_are_exactly_the_fields_parse_spec_knows() -> None:
     props = keyset_schema()["properties"]["spec"]["properties"]
-    assert set(props) == spec._SPEC_FIELDS
-    assert set(props["rotation"]["properties"]) == spec._ROTATION_FIELDS
-    assert set(props["verification"]["properties"]) == spec._VERIFICATION_FIELDS
+    assert set(props) == set(specfields.SPEC.fields)
+    assert set(props["rotation"]["properties"]) == set(specfields.ROTATION.fields)
+    assert set(props["verification"]["properties"]) == set(specfields.VERIFICATION.fields)
 
 
 def test_enums_patterns_and_defaults_come_from_the_core() -> None:

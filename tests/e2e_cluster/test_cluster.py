@@ -107,7 +107,8 @@ def test_api_server_enforces_the_crd_schema_and_cel_rules() -> None:
     bad_rotation = kube.example("keyset-minimal.yaml", NS, rotation={"interval": "1h"})
     bad_rotation["metadata"]["name"] = "bad-rotation"
     out = kube.kubectl("apply", "-f", "-", stdin=json.dumps(bad_rotation), check=False)
-    assert "prePublish must be shorter than interval" in out  # after defaulting prePublish 2h
+    # messageExpression names the values in force, the default prePublish included
+    assert "prePublish (2h, the default when unset) must be shorter than interval (1h)" in out
     bad_enum = kube.example("keyset-minimal.yaml", NS, algorithm="HS256")
     bad_enum["metadata"]["name"] = "bad-enum"
     out = kube.kubectl("apply", "-f", "-", stdin=json.dumps(bad_enum), check=False)

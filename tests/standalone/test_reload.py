@@ -73,7 +73,9 @@ def test_invalid_new_config_is_refused_and_the_old_one_keeps_running(tmp_path: P
         broken = keyset_doc("demo", interval="2s", pre_publish="5s")
         write_config(config, broken)
         text = process.wait_for_log(r"config .* refused \(file changed\); still running")
-        assert "spec.rotation.prePublish: must be shorter than spec.rotation.interval" in text
+        assert (
+            "spec.rotation.prePublish: prePublish (5s) must be shorter than interval (2s)" in text
+        )
         # The old config goes on: keys keep rotating on the old schedule and are served.
         before = text.count(" Rotated: ")
         process.wait_for_log(" Rotated: ", count=before + 1, timeout=15)

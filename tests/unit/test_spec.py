@@ -218,3 +218,19 @@ def test_fuzzing_gives_a_spec_or_a_spec_error(raw: object, name: str) -> None:
         assert spec.pre_publish < spec.interval
         assert spec.interval > timedelta(0)
         assert spec.retire_after > timedelta(0)
+
+
+def test_the_published_policy_reads_back_to_the_same_value() -> None:
+    """verification.json is spec.verification in its own form: what the operator writes, the
+    server parses with the same parser and gets the same policy (defaults included)."""
+    from jwks_operator.core.spec import parse_verification, verification_section
+
+    for section in (
+        {},
+        {"leeway": "0s", "maxTokenAge": "1h30m", "audiences": ["a", "b"]},
+        {"issuer": "https://i.example", "requiredClaims": ["sub"], "claimHeaders": {"e": "X-E"}},
+    ):
+        policy = parse_spec("auth", {"verification": section}).verification
+        assert parse_verification(verification_section(policy)) == policy
+    with pytest.raises(SpecError, match="more than 32"):
+        parse_verification({"audiences": [f"a{i}" for i in range(33)]})

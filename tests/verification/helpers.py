@@ -65,8 +65,7 @@ def policy_json(algorithm: str, **fields: Any) -> str:
         "issuer": ISSUER,
         "audiences": [AUDIENCE],
         "requiredClaims": [],
-        "leewaySeconds": 60,
-        "maxTokenAgeSeconds": None,
+        "leeway": "60s",
         "claimHeaders": {},
     }
     document.update(fields)

@@ -120,13 +120,13 @@ def test_leeway_forgives_small_clock_skew(changes: dict[str, Any]) -> None:
 
 def test_the_leeway_comes_from_the_policy() -> None:
     late = token(material("ES256"), claims(exp=NOW_TS - 5))
-    refused(verifier_for(leewaySeconds=0).verify(late, NOW), Reason.EXPIRED)
-    assert isinstance(verifier_for(leewaySeconds=10).verify(late, NOW), Accepted)
+    refused(verifier_for(leeway="0s").verify(late, NOW), Reason.EXPIRED)
+    assert isinstance(verifier_for(leeway="10s").verify(late, NOW), Accepted)
 
 
 def test_maximum_token_age_needs_iat_and_refuses_older_tokens() -> None:
     key = material("ES256")
-    verifier = verifier_for(maxTokenAgeSeconds=300, leewaySeconds=0)
+    verifier = verifier_for(maxTokenAge="300s", leeway="0s")
     assert isinstance(verifier.verify(token(key, claims(iat=NOW_TS - 300)), NOW), Accepted)
     refused(verifier.verify(token(key, claims(iat=NOW_TS - 301)), NOW), Reason.TOKEN_TOO_OLD)
     refused(verifier.verify(token(key, claims(iat=None)), NOW), Reason.MISSING_CLAIM)
@@ -252,9 +252,12 @@ def test_policy_documents_are_validated() -> None:
         (policy_json("ES256", audiences="api"), "audiences"),
         (policy_json("ES256", audiences=[""]), "audiences"),
         (policy_json("ES256", requiredClaims=["a b"]), "requiredClaims"),
-        (policy_json("ES256", leewaySeconds=-1), "leewaySeconds"),
-        (policy_json("ES256", leewaySeconds="60s"), "leewaySeconds"),
-        (policy_json("ES256", maxTokenAgeSeconds=0), "maxTokenAgeSeconds"),
+        (policy_json("ES256", leeway="-1s"), "leeway"),
+        (policy_json("ES256", leeway=60), "leeway"),
+        (policy_json("ES256", maxTokenAge="0s"), "maxTokenAge"),
+        (policy_json("ES256", audiences=[f"a{i}" for i in range(33)]), "more than 32"),
+        (policy_json("ES256", audiences=["a" * 513]), "longer than 512"),
+        (policy_json("ES256", audiences=["api", "api"]), "listed twice"),
         (policy_json("ES256", claimHeaders=["sub"]), "claimHeaders"),
         (policy_json("ES256", claimHeaders={"sub": "X Bad"}), "header name"),
         (policy_json("ES256", issuer=5), "issuer"),
@@ -282,7 +285,7 @@ def test_claims_cannot_be_mapped_to_framing_auth_or_identity_headers(header: str
 
 def test_one_header_cannot_carry_two_claims() -> None:
     mapping = {"a": "X-Claim", "b": "x-claim"}
-    with pytest.raises(PolicyError, match="used twice"):
+    with pytest.raises(PolicyError, match="already mapped"):
         build_verifier(jwks(material("ES256")), policy_json("ES256", claimHeaders=mapping))
 
 
@@ -323,7 +326,7 @@ def test_an_empty_key_set_refuses_every_token_as_unknown() -> None:
 
 def test_a_repeated_token_is_answered_from_the_cache_within_its_validity() -> None:
     key = material("ES256")
-    verifier = verifier_for(maxTokenAgeSeconds=600, leewaySeconds=0)
+    verifier = verifier_for(maxTokenAge="600s", leeway="0s")
     signed = token(key, claims(iat=NOW_TS - 10, exp=NOW_TS + 300, nbf=NOW_TS - 10))
     first = verifier.verify(signed, NOW)
     assert isinstance(first, Accepted)
@@ -336,7 +339,7 @@ def test_a_repeated_token_is_answered_from_the_cache_within_its_validity() -> No
 
 def test_the_maximum_age_bounds_the_cached_answer_too() -> None:
     key = material("ES256")
-    verifier = verifier_for(maxTokenAgeSeconds=60, leewaySeconds=0)
+    verifier = verifier_for(maxTokenAge="60s", leeway="0s")
     signed = token(key, claims(iat=NOW_TS - 10, exp=NOW_TS + 3600))
     assert isinstance(verifier.verify(signed, NOW), Accepted)
     assert isinstance(verifier.verify(signed, NOW + timedelta(seconds=50)), Accepted)

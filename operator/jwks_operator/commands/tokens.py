@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from jwks_operator.commands import kubeflags
 from jwks_operator.core.algorithms import ALGORITHM_NAMES
-from jwks_operator.core.durations import DurationError, parse_duration
+from jwks_operator.core.durations import DurationError, format_duration, parse_duration
 from jwks_operator.core.guard import UnsafeJwksError, parse_public_jwks
 from jwks_operator.core.keys import KeyMaterial
 from jwks_operator.core.tokens import sign_token
@@ -231,7 +231,7 @@ def verify_token(
         "algorithm": choose_algorithm(token, jwks, algorithm),
         "issuer": issuer,
         "audiences": audiences,
-        "leewaySeconds": leeway.total_seconds(),
+        "leeway": format_duration(leeway),
     }
     verifier = build_verifier(jwks, json.dumps(policy))
     verdict = verifier.verify(token, now)

@@ -1,16 +1,19 @@
 """Signing keys: generation, JWK export, RFC 7638 thumbprints, and loading stored keys.
 
-Public JWKs are built by hand from the key numbers rather than through jwcrypto: it is
-about six times faster (see the perf notes) and it makes the set of emitted members
-explicit, which is what the leak guard relies on. ``KeyMaterial`` hides its private half
-from ``repr`` so that a key object logged by mistake shows no secret.
+Every JWK the project writes or reads goes through jwcrypto: ``JWK.from_pyca`` exports a
+generated key, ``JWK(**members)`` imports a stored or published one (with jwcrypto's checks
+of kty, curve and members), and ``JWK.thumbprint`` is the RFC 7638 kid. What this module
+adds is the project's contract on top: the exact set of public members that is published
+(``kty`` and the key's numbers, then ``kid``, ``use``, ``alg``), which the leak guard relies
+on, and the check that a stored private key's public half is the one its kid names.
+``KeyMaterial`` hides its private half from ``repr`` so that a key object logged by mistake
+shows no secret.
 """
 
 import asyncio
 import base64
-import functools
-import hashlib
-import json
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -18,8 +21,10 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwcrypto import jwk
+from jwcrypto.common import JWException
 
-from jwks_operator.core.algorithms import ALGORITHMS, AlgorithmInfo
+from jwks_operator.core.algorithms import ALGORITHMS
 from jwks_operator.core.guard import check_public_jwk
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -30,9 +35,9 @@ _CURVES: Final[dict[str, type[ec.EllipticCurve]]] = {
     "P-384": ec.SECP384R1,
     "P-521": ec.SECP521R1,
 }
-_CURVE_BYTES: Final = {"P-256": 32, "P-384": 48, "P-521": 66}
-_THUMBPRINT_MEMBERS: Final = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}
-_PUBLIC_MEMBERS: Final = {"RSA": ("n", "e"), "EC": ("crv", "x", "y"), "OKP": ("crv", "x")}
+PUBLIC_MEMBERS: Final = {"RSA": ("n", "e"), "EC": ("crv", "x", "y"), "OKP": ("crv", "x")}
+"""The key numbers of each published kty; with ``kty`` they are what RFC 7638 hashes."""
+_LOADED_MAX: Final = 1024
 
 
 class KeyLoadError(ValueError):
@@ -67,65 +72,48 @@ def b64url_decode(text: str) -> bytes:
         raise KeyLoadError("JWK member is not base64url") from None
 
 
-def _uint(value: int, length: int | None = None) -> str:
-    size = length if length is not None else max(1, (value.bit_length() + 7) // 8)
-    return b64url(value.to_bytes(size, "big"))
+def import_jwk(members: Mapping[str, Any]) -> jwk.JWK:
+    """A jwcrypto JWK from JSON members, with jwcrypto's validation; ValueError if refused.
+
+    The error names the exception class only: jwcrypto's messages may quote member values.
+    """
+    try:
+        return jwk.JWK(**dict(members))
+    except (JWException, TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"not a usable JWK ({error.__class__.__name__})") from None
 
 
-def thumbprint(jwk: Mapping[str, Any]) -> str:
-    """RFC 7638 SHA-256 thumbprint: the kid, so that a kid always names exactly one key."""
-    kty = jwk.get("kty")
-    members = _THUMBPRINT_MEMBERS.get(str(kty), ("crv", "kty", "x"))
-    canonical = json.dumps({name: jwk[name] for name in members}, separators=(",", ":"))
-    return b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
+def thumbprint(members: Mapping[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint: the kid, so that a kid always names exactly one key.
+
+    Only the required members take part, so extra ones (kid, use, alg) do not change it.
+    """
+    kty = members.get("kty")
+    required = PUBLIC_MEMBERS.get(kty, ()) if isinstance(kty, str) else ()
+    public = {name: members[name] for name in ("kty", *required) if name in members}
+    return str(import_jwk(public).thumbprint())
 
 
-def _jwk_members(key: PrivateKey, info: AlgorithmInfo) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(public members, private members) of a key, as base64url strings."""
-    if isinstance(key, rsa.RSAPrivateKey):
-        numbers = key.private_numbers()
-        public = {
-            "kty": "RSA",
-            "n": _uint(numbers.public_numbers.n),
-            "e": _uint(numbers.public_numbers.e),
-        }
-        private = {
-            "d": _uint(numbers.d),
-            "p": _uint(numbers.p),
-            "q": _uint(numbers.q),
-            "dp": _uint(numbers.dmp1),
-            "dq": _uint(numbers.dmq1),
-            "qi": _uint(numbers.iqmp),
-        }
-        return public, private
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        assert info.curve is not None
-        size = _CURVE_BYTES[info.curve]
-        numbers_ec = key.private_numbers()
-        point = numbers_ec.public_numbers
-        public = {
-            "kty": "EC",
-            "crv": info.curve,
-            "x": _uint(point.x, size),
-            "y": _uint(point.y, size),
-        }
-        return public, {"d": _uint(numbers_ec.private_value, size)}
-    raw_public = key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
-    raw_private = key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw_public)}, {"d": b64url(raw_private)}
+def _public_members(key: jwk.JWK) -> dict[str, Any]:
+    exported = key.export_public(as_dict=True)
+    kty = exported["kty"]
+    return {"kty": kty, **{name: exported[name] for name in PUBLIC_MEMBERS[kty]}}
 
 
 def material_from_private_key(key: PrivateKey, algorithm: str, key_size: int | None) -> KeyMaterial:
-    info = ALGORITHMS[algorithm]
-    public_members, private_members = _jwk_members(key, info)
-    kid = thumbprint(public_members)
+    ALGORITHMS[algorithm]  # KeyError for an unknown algorithm, before any export
+    exported = jwk.JWK.from_pyca(key)
+    public_members = _public_members(exported)
+    kid = str(exported.thumbprint())
     public_jwk = {**public_members, "kid": kid, "use": "sig", "alg": algorithm}
     check_public_jwk(public_jwk)
-    private_jwk = {**public_jwk, **private_members}
+    private = exported.export_private(as_dict=True)
+    secret = {name: value for name, value in private.items() if name not in public_jwk}
+    private_jwk = {**public_jwk, **secret}
+    # The exported JWK signs as it is (the token header carries kid and alg). Its key came
+    # from OpenSSL itself, so jwcrypto need not repeat the ~60 ms RSA consistency check.
+    exported.unsafe_skip_rsa_key_validation = True
+    _remember(_identity(private_jwk), _Loaded(key, exported))
     return KeyMaterial(
         kid=kid,
         algorithm=algorithm,
@@ -157,58 +145,92 @@ async def generate_key_async(algorithm: str, key_size: int | None) -> KeyMateria
     return await asyncio.to_thread(generate_key, algorithm, key_size)
 
 
-def load_private_key(private_jwk: Mapping[str, Any], *, check: bool = True) -> PrivateKey:
-    """Rebuild a private key from its stored JWK, checking it is internally consistent.
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    private_key: PrivateKey
+    signer: jwk.JWK
 
-    Memoised: the RSA consistency check costs ~60 ms per key, and the operator loads every
-    stored key on every reconciliation (parsing keys.json, writing signing.pem). A key is
-    checked once per process; anything edited is a different JWK and is checked again.
-    ``check=False`` skips the RSA check, for material that was already checked or made here.
-    """
+
+_Identity = tuple[tuple[str, str], ...]
+_LOADED: "OrderedDict[_Identity, _Loaded]" = OrderedDict()
+_LOADED_LOCK = threading.Lock()
+"""Keys already checked in this process, by their stored JWK. The RSA consistency check costs
+~60 ms per key and the operator loads every stored key on every reconciliation (parsing
+keys.json, writing signing.pem, signing tokens); a key made here needs no check at all. An
+edited key is a different JWK and is checked again. Keys are generated in worker threads,
+hence the lock."""
+
+
+def _identity(private_jwk: Mapping[str, Any]) -> _Identity:
     try:
-        identity = tuple(sorted((k, v) for k, v in private_jwk.items() if isinstance(v, str)))
+        return tuple(sorted((k, v) for k, v in private_jwk.items() if isinstance(v, str)))
     except TypeError:
         raise KeyLoadError("private JWK is malformed (TypeError)") from None
-    return _load(identity, check)
 
 
-@functools.lru_cache(maxsize=1024)
-def _load(identity: tuple[tuple[str, str], ...], check: bool) -> PrivateKey:
-    private_jwk = dict(identity)
+_MATERIALS: "OrderedDict[tuple[_Identity, str, int | None], KeyMaterial]" = OrderedDict()
+"""Stored JWK -> its KeyMaterial: jwcrypto's export costs ~0.2-0.4 ms a key, and every
+reconciliation parses every stored key. KeyMaterial is immutable, so it is shared."""
+
+
+def _remember(identity: _Identity, loaded: _Loaded) -> None:
+    _bounded_put(_LOADED, identity, loaded)
+
+
+def _bounded_put(memo: "OrderedDict[Any, Any]", key: object, value: object) -> None:
+    with _LOADED_LOCK:
+        memo[key] = value
+        memo.move_to_end(key)
+        while len(memo) > _LOADED_MAX:
+            memo.popitem(last=False)
+
+
+def _loaded(private_jwk: Mapping[str, Any]) -> _Loaded:
+    identity = _identity(private_jwk)
+    with _LOADED_LOCK:
+        known = _LOADED.get(identity)
+    if known is not None:
+        return known
+    loaded = _load(dict(identity))
+    _remember(identity, loaded)
+    return loaded
+
+
+def _load(private_jwk: dict[str, str]) -> _Loaded:
+    """Import with jwcrypto (full RSA check), and check the public half is the stored one."""
+    kty = private_jwk.get("kty")
+    if kty not in PUBLIC_MEMBERS:
+        raise KeyLoadError("private JWK has an unsupported kty/crv")
+    if kty == "OKP" and private_jwk.get("crv") != "Ed25519":
+        raise KeyLoadError("private JWK has an unsupported kty/crv")
     try:
-        kty = private_jwk["kty"]
-        if kty == "RSA":
-            n, e, d, p, q, dp, dq, qi = (
-                int.from_bytes(b64url_decode(private_jwk[m]), "big")
-                for m in ("n", "e", "d", "p", "q", "dp", "dq", "qi")
-            )
-            public = rsa.RSAPublicNumbers(e, n)
-            numbers = rsa.RSAPrivateNumbers(p, q, d, dp, dq, qi, public)
-            return numbers.private_key(unsafe_skip_rsa_key_validation=not check)
-        if kty == "EC":
-            curve = _CURVES[private_jwk["crv"]]()
-            value = int.from_bytes(b64url_decode(private_jwk["d"]), "big")
-            key = ec.derive_private_key(value, curve)
-            expected = (private_jwk["x"], private_jwk["y"])
-            point = key.public_key().public_numbers()
-            size = _CURVE_BYTES[private_jwk["crv"]]
-            if (_uint(point.x, size), _uint(point.y, size)) != expected:
-                raise KeyLoadError("EC private key does not match its public point")
-            return key
-        if kty == "OKP" and private_jwk.get("crv") == "Ed25519":
-            okp = ed25519.Ed25519PrivateKey.from_private_bytes(b64url_decode(private_jwk["d"]))
-            raw = okp.public_key().public_bytes(
-                serialization.Encoding.Raw, serialization.PublicFormat.Raw
-            )
-            if b64url(raw) != private_jwk["x"]:
-                raise KeyLoadError("Ed25519 private key does not match its public key")
-            return okp
+        signer = import_jwk(private_jwk)  # a stored key: jwcrypto checks it in full
+        if not signer.has_private:
+            raise KeyLoadError("private JWK has no private part")
+        key = signer.get_op_key("sign", private_jwk.get("crv"))
+        derived = jwk.JWK.from_pyca(key.public_key())
     except KeyLoadError:
         raise
-    except (KeyError, TypeError, ValueError) as error:
+    except (JWException, KeyError, TypeError, ValueError) as error:
         # Never include the exception text: it may quote key material.
         raise KeyLoadError(f"private JWK is malformed ({error.__class__.__name__})") from None
-    raise KeyLoadError("private JWK has an unsupported kty/crv")
+    if not isinstance(
+        key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        raise KeyLoadError("private JWK has an unsupported kty/crv")
+    if _public_members(derived) != _public_members(signer):
+        raise KeyLoadError(f"{kty} private key does not match its public key")
+    return _Loaded(key, signer)
+
+
+def load_private_key(private_jwk: Mapping[str, Any]) -> PrivateKey:
+    """Rebuild a private key from its stored JWK, checking it is internally consistent."""
+    return _loaded(private_jwk).private_key
+
+
+def signing_jwk(material: KeyMaterial) -> jwk.JWK:
+    """The jwcrypto JWK that signs with ``material`` (checked once per process)."""
+    return _loaded(material.private_jwk).signer
 
 
 def load_material(
@@ -217,19 +239,25 @@ def load_material(
     """Stored JWK -> KeyMaterial, re-deriving the public half and kid from the private key."""
     if algorithm not in ALGORITHMS:
         raise KeyLoadError(f"unsupported algorithm {algorithm!r}")
-    key = load_private_key(private_jwk)
     if ALGORITHMS[algorithm].kty != private_jwk.get("kty"):
         raise KeyLoadError(f"key type {private_jwk.get('kty')!r} does not fit {algorithm}")
-    return material_from_private_key(key, algorithm, key_size)
+    memo_key = (_identity(private_jwk), algorithm, key_size)
+    with _LOADED_LOCK:
+        known = _MATERIALS.get(memo_key)
+    if known is not None:
+        return known
+    material = material_from_private_key(load_private_key(private_jwk), algorithm, key_size)
+    _bounded_put(_MATERIALS, memo_key, material)
+    return material
 
 
 def private_key_pem(material: KeyMaterial) -> str:
     """PKCS#8 PEM of the private key, for services that mount ``signing.pem``.
 
-    ``material`` was checked when keys.json was parsed, or was just generated: the costly
-    RSA check is not repeated (it made a new keyset's first write ~60 ms slower).
+    ``material`` was checked when keys.json was parsed, or was just generated: either way
+    the key is remembered, so the costly RSA check is not repeated.
     """
-    key = load_private_key(material.private_jwk, check=False)
+    key = load_private_key(material.private_jwk)
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

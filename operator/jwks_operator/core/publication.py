@@ -8,8 +8,10 @@ ConfigMap data keys (see ``contract``):
 - ``openid-configuration``: only when ``spec.issuer`` is set: ``issuer``, ``jwks_uri``,
   ``id_token_signing_alg_values_supported`` (from the published keys).
 - ``verification.json``: the token policy of ``spec.verification`` for the ``/verify``
-  endpoint: ``algorithm``, ``issuer``, ``audiences``, ``requiredClaims``, ``leewaySeconds``,
-  ``maxTokenAgeSeconds`` (or null), ``claimHeaders`` ({claim: header}).
+  endpoint, in the spec's own form with defaults applied (``issuer`` defaults to
+  ``spec.issuer``): ``algorithm``, ``issuer`` (when set), ``audiences``, ``requiredClaims``,
+  ``leeway``, ``maxTokenAge`` (when set), ``claimHeaders`` ({claim: header}). The server reads
+  it back with ``core.spec.parse_verification``, the same parser and limits as the spec.
 Annotation ``jwks.dev/next-change``: RFC 3339 time of the next scheduled JWKS change.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 
 from jwks_operator.core.contract import CONFIGMAP_JWKS, CONFIGMAP_OPENID, CONFIGMAP_VERIFICATION
 from jwks_operator.core.guard import check_public_jwks, encode_public_jwks
-from jwks_operator.core.spec import KeySetSpec
+from jwks_operator.core.spec import KeySetSpec, verification_section
 from jwks_operator.core.timefmt import format_time
 
 
@@ -45,18 +47,7 @@ def openid_configuration(spec: KeySetSpec, jwks: Mapping[str, Any]) -> dict[str,
 
 def verification_document(spec: KeySetSpec) -> dict[str, Any]:
     """The public token policy, in JSON form, for servers that only see the ConfigMap."""
-    policy = spec.verification
-    return {
-        "algorithm": spec.algorithm,
-        "issuer": policy.issuer,
-        "audiences": list(policy.audiences),
-        "requiredClaims": list(policy.required_claims),
-        "leewaySeconds": policy.leeway.total_seconds(),
-        "maxTokenAgeSeconds": (
-            policy.max_token_age.total_seconds() if policy.max_token_age else None
-        ),
-        "claimHeaders": dict(policy.claim_headers),
-    }
+    return {"algorithm": spec.algorithm, **verification_section(spec.verification)}
 
 
 def configmap_data(spec: KeySetSpec, jwks: Mapping[str, Any]) -> dict[str, str]:

@@ -13,32 +13,54 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
 
-from jwks_operator.core.algorithms import (
-    ALGORITHM_NAMES,
-    DEFAULT_RSA_KEY_SIZE,
-    RSA_KEY_SIZES,
-    is_rsa,
+from jwks_operator.core.algorithms import DEFAULT_RSA_KEY_SIZE, is_rsa
+from jwks_operator.core.durations import DurationError, format_duration, parse_duration
+from jwks_operator.core.specfields import (
+    CLAIM_PATTERN,
+    DEFAULT_ALGORITHM,
+    DEFAULT_INTERVAL,
+    DEFAULT_LEEWAY,
+    DEFAULT_PRE_PUBLISH,
+    DEFAULT_RETIRE_AFTER,
+    HEADER_PATTERN,
+    KID_PATTERN,
+    NAME_MAX,
+    NAME_PATTERN,
+    NAMESPACE_PATTERN,
+    ROTATION,
+    SPEC,
+    VERIFICATION,
+    Choice,
+    Duration,
+    ListOf,
+    MapOf,
+    Section,
+    Text,
 )
-from jwks_operator.core.durations import DurationError, parse_duration
+
+__all__ = [
+    "CLAIM_PATTERN",
+    "DEFAULT_ALGORITHM",
+    "DEFAULT_INTERVAL",
+    "DEFAULT_LEEWAY",
+    "DEFAULT_PRE_PUBLISH",
+    "DEFAULT_RETIRE_AFTER",
+    "HEADER_PATTERN",
+    "KID_PATTERN",
+    "NAMESPACE_PATTERN",
+    "NAME_MAX",
+    "NAME_PATTERN",
+    "RESERVED_CLAIM_HEADERS",
+    "KeySetSpec",
+    "SpecError",
+    "VerificationPolicy",
+    "parse_spec",
+    "parse_verification",
+]
 
 DeletionPolicy = Literal["Retain", "Delete"]
 
-DEFAULT_ALGORITHM: Final = "RS256"
-DEFAULT_INTERVAL: Final = timedelta(hours=720)
-DEFAULT_PRE_PUBLISH: Final = timedelta(hours=2)
-DEFAULT_RETIRE_AFTER: Final = timedelta(hours=2)
-DEFAULT_LEEWAY: Final = timedelta(seconds=60)
-
-NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-"""RFC 1123 subdomain, as Kubernetes requires of Secret and ConfigMap names."""
-NAME_MAX: Final = 253
-NAMESPACE_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-"""RFC 1123 label (at most 63 characters), as Kubernetes requires of namespace names."""
-KID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,128}$"
-HEADER_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9-]{0,63}$"
-CLAIM_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,64}$"
 RESERVED_CLAIM_HEADERS: Final = frozenset(
     name.lower()
     for name in (
@@ -68,28 +90,14 @@ RESERVED_CLAIM_HEADERS: Final = frozenset(
 )
 """Headers a claim may never be mapped to: framing, hop-by-hop, auth, or our own."""
 _NAME_RE = re.compile(NAME_PATTERN)
-_KID_RE = re.compile(KID_PATTERN)
-_HEADER_RE = re.compile(HEADER_PATTERN)
-_CLAIM_RE = re.compile(CLAIM_PATTERN)
+_PATTERNS: dict[str, re.Pattern[str]] = {}
 
-_SPEC_FIELDS = frozenset(
-    {
-        "algorithm",
-        "keySize",
-        "rotation",
-        "secretName",
-        "configMapName",
-        "issuer",
-        "jwksUri",
-        "revokedKeys",
-        "deletionPolicy",
-        "verification",
-    }
-)
-_ROTATION_FIELDS = frozenset({"interval", "prePublish", "retireAfter"})
-_VERIFICATION_FIELDS = frozenset(
-    {"issuer", "audiences", "requiredClaims", "leeway", "maxTokenAge", "claimHeaders"}
-)
+
+def _compiled(pattern: str) -> re.Pattern[str]:
+    compiled = _PATTERNS.get(pattern)
+    if compiled is None:
+        compiled = _PATTERNS[pattern] = re.compile(pattern)
+    return compiled
 
 
 class SpecError(ValueError):
@@ -144,7 +152,8 @@ class KeySetSpec:
 
 
 class _Collector:
-    """Gathers problems so that one parse reports all of them."""
+    """Gathers problems so that one parse reports all of them; every limit comes from the
+    table in ``specfields`` (the one the CRD is generated from)."""
 
     def __init__(self) -> None:
         self.problems: list[str] = []
@@ -152,23 +161,25 @@ class _Collector:
     def add(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
 
-    def mapping(self, value: object, path: str, allowed: frozenset[str]) -> Mapping[str, Any]:
+    def mapping(self, value: object, path: str, section: Section) -> Mapping[str, Any]:
         if value is None:
             return {}
         if not isinstance(value, Mapping):
             self.add(path, f"must be an object, not {_kind(value)}")
             return {}
+        allowed = sorted(section.fields)
         for key in value:
-            if key not in allowed:
+            if key not in section.fields:
                 self.add(
                     f"{path}.{key}" if isinstance(key, str) else path,
-                    f"unknown field (allowed: {', '.join(sorted(allowed))})",
+                    f"unknown field (allowed: {', '.join(allowed)})",
                 )
         return value
 
-    def duration(self, value: object, path: str, default: timedelta) -> timedelta | None:
+    def duration(self, value: object, path: str, rule: Duration) -> timedelta | None:
+        """The text's own limits; None (nothing reported) when unset and without default."""
         if value is None:
-            return default
+            return rule.default
         if not isinstance(value, str):
             self.add(path, f"must be a duration string like 90s, 15m or 720h, not {_kind(value)}")
             return None
@@ -177,105 +188,134 @@ class _Collector:
         except DurationError as error:
             self.add(path, str(error))
             return None
-        if parsed <= timedelta(0):
+        if parsed <= timedelta(0) and not (rule.zero_allowed and parsed == timedelta(0)):
             self.add(path, f"{_show(value)} must be longer than zero")
             return None
         return parsed
 
-    def name(self, value: object, path: str, default: str) -> str:
+    def text(self, value: object, path: str, rule: Text) -> str | None:
         if value is None:
-            value = default
-        if not isinstance(value, str) or len(value) > NAME_MAX or not _NAME_RE.match(value):
-            self.add(
-                path,
-                f"{_show(value)} is not a valid Kubernetes object name "
-                "(lowercase letters, digits, '-' and '.', at most 253 characters)",
-            )
-        return value if isinstance(value, str) else default
-
-    def url(self, value: object, path: str) -> str | None:
-        if value is None:
+            return rule.default
+        if not isinstance(value, str):
+            self.add(path, f"must be a string ({rule.what}), not {_kind(value)}")
             return None
-        if not isinstance(value, str) or len(value) > 2048:
-            self.add(path, f"must be an absolute https:// or http:// URL, not {_kind(value)}")
+        if len(value) > rule.max_length:
+            self.add(path, f"is longer than {rule.max_length} characters ({rule.what})")
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("https", "http") or not parts.netloc:
-            self.add(path, f"{_show(value)} is not an absolute https:// or http:// URL")
-            return None
-        if parts.query or parts.fragment:
-            self.add(path, f"{_show(value)} must not have a query or fragment")
+        if len(value) < rule.min_length or (
+            rule.pattern is not None and not _compiled(rule.pattern).fullmatch(value)
+        ):
+            self.add(path, f"{_show(value)} is not a valid {rule.what}")
             return None
         return value
 
-    def strings(self, value: object, path: str, pattern: re.Pattern[str], what: str) -> list[str]:
+    def choice(self, value: object, path: str, rule: Choice) -> Any:
         if value is None:
+            return rule.default
+        if isinstance(value, bool) or value not in rule.values or type(value) is float:
+            allowed = ", ".join(map(str, rule.values))
+            self.add(path, f"{_show(value)} is not allowed (allowed: {allowed})")
+            return None
+        return value
+
+    def _container(self, value: object, path: str, rule: ListOf | MapOf) -> bool:
+        """Whether ``value`` is the list or object ``rule`` wants, within its size."""
+        kind: type[list[Any]] | type[Mapping[Any, Any]]
+        if isinstance(rule, ListOf):
+            kind, wanted, noun = list, f"a list of {rule.item.what}", "items"
+        else:
+            kind, wanted, noun = Mapping, "an object", "entries"
+        if not isinstance(value, kind):
+            self.add(path, f"must be {wanted}, not {_kind(value)}")
+            return False
+        if len(value) > rule.max_items:
+            self.add(path, f"has {len(value)} {noun}, more than {rule.max_items}")
+            return False
+        return True
+
+    def strings(self, value: object, path: str, rule: ListOf) -> list[str]:
+        if value is None or not self._container(value, path, rule):
             return []
-        if not isinstance(value, list):
-            self.add(path, f"must be a list of {what}, not {_kind(value)}")
-            return []
-        result = []
+        assert isinstance(value, list)
+        result: list[str] = []
         for index, item in enumerate(value):
-            if isinstance(item, str) and pattern.match(item):
-                result.append(item)
+            parsed = self.text(item, f"{path}[{index}]", rule.item)
+            if parsed is None:
+                continue
+            if parsed in result:
+                self.add(f"{path}[{index}]", f"{_show(item)} is listed twice")
             else:
-                self.add(f"{path}[{index}]", f"{_show(item)} is not a valid {what}")
+                result.append(parsed)
         return result
+
+    def pairs(self, value: object, path: str, rule: MapOf) -> list[tuple[str, str]]:
+        if value is None or not self._container(value, path, rule):
+            return []
+        assert isinstance(value, Mapping)
+        result = []
+        for key, item in value.items():
+            where = f"{path}.{key}"
+            if not isinstance(key, str) or self.text(key, where, rule.key) is None:
+                if not isinstance(key, str):
+                    self.add(path, f"keys must be strings ({rule.key.what})")
+                continue
+            parsed = self.text(item, where, rule.value)
+            if parsed is not None:
+                result.append((key, parsed))
+        return result
+
+
+def _field(section: Section, name: str) -> Any:
+    return section.fields[name]
 
 
 def parse_spec(name: str, raw: object) -> KeySetSpec:
     """Validate a JwksKeySet ``spec`` (plain JSON-like data) and apply the defaults."""
     check = _Collector()
-    if not isinstance(name, str) or len(name) > NAME_MAX or not _NAME_RE.match(name):
+    if not isinstance(name, str) or len(name) > NAME_MAX or not _NAME_RE.fullmatch(name):
         check.add("metadata.name", f"{_show(name)} is not a valid Kubernetes object name")
         name = "invalid"
-    spec = check.mapping(raw, "spec", _SPEC_FIELDS)
+    spec = check.mapping(raw, "spec", SPEC)
 
-    algorithm = spec.get("algorithm", DEFAULT_ALGORITHM)
-    if algorithm not in ALGORITHM_NAMES:
-        check.add(
-            "spec.algorithm",
-            f"{_show(algorithm)} is not supported (allowed: {', '.join(ALGORITHM_NAMES)})",
-        )
-        algorithm = None
-
+    algorithm = check.choice(spec.get("algorithm"), "spec.algorithm", _field(SPEC, "algorithm"))
     key_size = _key_size(check, algorithm, spec.get("keySize"))
 
-    rotation = check.mapping(spec.get("rotation"), "spec.rotation", _ROTATION_FIELDS)
-    interval = check.duration(rotation.get("interval"), "spec.rotation.interval", DEFAULT_INTERVAL)
-    pre_publish = check.duration(
-        rotation.get("prePublish"), "spec.rotation.prePublish", DEFAULT_PRE_PUBLISH
-    )
-    retire_after = check.duration(
-        rotation.get("retireAfter"), "spec.rotation.retireAfter", DEFAULT_RETIRE_AFTER
+    rotation = check.mapping(spec.get("rotation"), "spec.rotation", ROTATION)
+    interval, pre_publish, retire_after = (
+        check.duration(rotation.get(key), f"spec.rotation.{key}", _field(ROTATION, key))
+        for key in ("interval", "prePublish", "retireAfter")
     )
     if interval is not None and pre_publish is not None and pre_publish >= interval:
         check.add(
             "spec.rotation.prePublish",
-            "must be shorter than spec.rotation.interval, so that the next key is published "
-            "before the active one's time is up",
+            f"prePublish ({_in_force(rotation, 'prePublish', pre_publish)}) must be shorter "
+            f"than interval ({_in_force(rotation, 'interval', interval)}), so that the next "
+            "key is published before the active one's time is up",
         )
 
-    secret_name = check.name(spec.get("secretName"), "spec.secretName", f"{name}-signing")
-    config_map_name = check.name(spec.get("configMapName"), "spec.configMapName", f"{name}-jwks")
-    issuer = check.url(spec.get("issuer"), "spec.issuer")
-    jwks_uri = check.url(spec.get("jwksUri"), "spec.jwksUri")
-    revoked = check.strings(
-        spec.get("revokedKeys"), "spec.revokedKeys", _KID_RE, "kid (base64url, 1-128 characters)"
+    # The default names derive from metadata.name, which may make them too long: checked too.
+    secret_name = check.text(
+        _given(spec, "secretName", f"{name}-signing"), "spec.secretName", _field(SPEC, "secretName")
     )
-
-    deletion_policy = spec.get("deletionPolicy", "Retain")
-    if deletion_policy not in ("Retain", "Delete"):
-        check.add(
-            "spec.deletionPolicy", f"{_show(deletion_policy)} is not allowed (Retain or Delete)"
-        )
-        deletion_policy = "Retain"
-
+    config_map_name = check.text(
+        _given(spec, "configMapName", f"{name}-jwks"),
+        "spec.configMapName",
+        _field(SPEC, "configMapName"),
+    )
+    issuer = check.text(spec.get("issuer"), "spec.issuer", _field(SPEC, "issuer"))
+    jwks_uri = check.text(spec.get("jwksUri"), "spec.jwksUri", _field(SPEC, "jwksUri"))
+    revoked = check.strings(
+        spec.get("revokedKeys"), "spec.revokedKeys", _field(SPEC, "revokedKeys")
+    )
+    deletion_policy = check.choice(
+        spec.get("deletionPolicy"), "spec.deletionPolicy", _field(SPEC, "deletionPolicy")
+    )
     verification = _verification(check, spec.get("verification"), issuer)
 
     if check.problems:
         raise SpecError(check.problems)
     assert algorithm is not None and interval and pre_publish and retire_after
+    assert secret_name is not None and config_map_name is not None
     return KeySetSpec(
         name=name,
         algorithm=algorithm,
@@ -293,6 +333,43 @@ def parse_spec(name: str, raw: object) -> KeySetSpec:
     )
 
 
+def parse_verification(raw: object, issuer: str | None = None) -> VerificationPolicy:
+    """Validate a ``spec.verification`` section alone (what ``verification.json`` carries):
+    the same table and the same code as ``parse_spec``; SpecError names every problem."""
+    check = _Collector()
+    policy = _verification(check, raw, issuer)
+    if check.problems:
+        raise SpecError(check.problems)
+    return policy
+
+
+def verification_section(policy: VerificationPolicy) -> dict[str, Any]:
+    """A parsed policy back in ``spec.verification`` form (defaults applied): what the
+    operator publishes, and what ``parse_verification`` reads back to the same value."""
+    section: dict[str, Any] = {
+        "audiences": list(policy.audiences),
+        "requiredClaims": list(policy.required_claims),
+        "leeway": format_duration(policy.leeway),
+        "claimHeaders": dict(policy.claim_headers),
+    }
+    if policy.issuer is not None:
+        section["issuer"] = policy.issuer
+    if policy.max_token_age is not None:
+        section["maxTokenAge"] = format_duration(policy.max_token_age)
+    return section
+
+
+def _given(section: Mapping[str, Any], key: str, default: str) -> object:
+    value = section.get(key)
+    return default if value is None else value
+
+
+def _in_force(section: Mapping[str, Any], key: str, value: timedelta) -> str:
+    """A value as the user sees it in force: their text, or ``default <value>``."""
+    given = section.get(key)
+    return given if isinstance(given, str) else f"default {format_duration(value)}"
+
+
 def _key_size(check: _Collector, algorithm: str | None, value: object) -> int | None:
     if algorithm is None:
         return None
@@ -302,65 +379,57 @@ def _key_size(check: _Collector, algorithm: str | None, value: object) -> int | 
         return None
     if value is None:
         return DEFAULT_RSA_KEY_SIZE
-    if isinstance(value, bool) or not isinstance(value, int) or value not in RSA_KEY_SIZES:
+    rule = _field(SPEC, "keySize")
+    if isinstance(value, bool) or not isinstance(value, int) or value not in rule.values:
         check.add(
             "spec.keySize",
             f"{_show(value)} is not allowed for {algorithm} "
-            f"(allowed: {', '.join(map(str, RSA_KEY_SIZES))})",
+            f"(allowed: {', '.join(map(str, rule.values))})",
         )
         return None
-    return value
+    return int(value)
 
 
 def _verification(check: _Collector, raw: object, issuer: str | None) -> VerificationPolicy:
-    section = check.mapping(raw, "spec.verification", _VERIFICATION_FIELDS)
     path = "spec.verification"
-    expected_issuer = check.url(section.get("issuer"), f"{path}.issuer") or issuer
-    audiences = section.get("audiences")
-    audience_list: list[str] = []
-    if audiences is not None:
-        if not isinstance(audiences, list):
-            check.add(f"{path}.audiences", f"must be a list of strings, not {_kind(audiences)}")
-        else:
-            for index, item in enumerate(audiences):
-                if isinstance(item, str) and 0 < len(item) <= 512:
-                    audience_list.append(item)
-                else:
-                    check.add(f"{path}.audiences[{index}]", f"{_show(item)} is not an audience")
-    claims = check.strings(
-        section.get("requiredClaims"), f"{path}.requiredClaims", _CLAIM_RE, "claim name"
+    section = check.mapping(raw, path, VERIFICATION)
+    expected_issuer = (
+        check.text(section.get("issuer"), f"{path}.issuer", _field(VERIFICATION, "issuer"))
+        or issuer
     )
-    leeway = check.duration(section.get("leeway"), f"{path}.leeway", DEFAULT_LEEWAY)
-    max_age = None
-    if section.get("maxTokenAge") is not None:
-        max_age = check.duration(section.get("maxTokenAge"), f"{path}.maxTokenAge", DEFAULT_LEEWAY)
+    audiences = check.strings(
+        section.get("audiences"), f"{path}.audiences", _field(VERIFICATION, "audiences")
+    )
+    claims = check.strings(
+        section.get("requiredClaims"),
+        f"{path}.requiredClaims",
+        _field(VERIFICATION, "requiredClaims"),
+    )
+    leeway = check.duration(section.get("leeway"), f"{path}.leeway", _field(VERIFICATION, "leeway"))
+    max_age = check.duration(
+        section.get("maxTokenAge"), f"{path}.maxTokenAge", _field(VERIFICATION, "maxTokenAge")
+    )
     headers: list[tuple[str, str]] = []
-    raw_headers = section.get("claimHeaders")
-    if raw_headers is not None:
-        if not isinstance(raw_headers, Mapping):
-            check.add(f"{path}.claimHeaders", f"must be an object, not {_kind(raw_headers)}")
+    pairs = check.pairs(
+        section.get("claimHeaders"), f"{path}.claimHeaders", _field(VERIFICATION, "claimHeaders")
+    )
+    for claim, header in pairs:
+        where = f"{path}.claimHeaders.{claim}"
+        if header.lower() in RESERVED_CLAIM_HEADERS:
+            check.add(
+                where,
+                f"{_show(header)} is reserved (framing, hop-by-hop, auth or "
+                "X-Auth-Subject/-Issuer/-Kid)",
+            )
+        elif header.lower() in {h.lower() for _, h in headers}:
+            check.add(where, f"{_show(header)} is already mapped from another claim")
         else:
-            for claim, header in raw_headers.items():
-                where = f"{path}.claimHeaders.{claim}"
-                if not isinstance(claim, str) or not _CLAIM_RE.match(claim):
-                    check.add(where, "is not a valid claim name")
-                elif not isinstance(header, str) or not _HEADER_RE.match(header):
-                    check.add(where, f"{_show(header)} is not a valid HTTP header name")
-                elif header.lower() in RESERVED_CLAIM_HEADERS:
-                    check.add(
-                        where,
-                        f"{_show(header)} is reserved (framing, hop-by-hop, auth or "
-                        "X-Auth-Subject/-Issuer/-Kid)",
-                    )
-                elif header.lower() in {h.lower() for _, h in headers}:
-                    check.add(where, f"{_show(header)} is already mapped from another claim")
-                else:
-                    headers.append((claim, header))
+            headers.append((claim, header))
     return VerificationPolicy(
         issuer=expected_issuer,
-        audiences=tuple(audience_list),
+        audiences=tuple(audiences),
         required_claims=tuple(claims),
-        leeway=leeway or DEFAULT_LEEWAY,
+        leeway=DEFAULT_LEEWAY if leeway is None else leeway,
         max_token_age=max_age,
         claim_headers=tuple(sorted(headers)),
     )

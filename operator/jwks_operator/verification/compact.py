@@ -1,9 +1,12 @@
-"""Strict decoding of a JWS compact serialisation (``header.payload.signature``).
+"""Strict decoding of a JWS compact serialisation (``header.payload.signature``): the gate.
 
-Every lenient corner of base64 and JSON is a place where two parsers can disagree about
-what a token says, so this decoder accepts one spelling only: the base64url alphabet
-without padding, canonical trailing bits in the signature, UTF-8 JSON objects without
-duplicate names, NaN or Infinity, and with bounded size and nesting.
+Deliberately the project's own, in front of jwcrypto (which verifies the signature): every
+lenient corner of base64 and JSON is a place where two parsers can disagree about what a
+token says, so this decoder accepts one spelling only: compact serialisation (jwcrypto also
+parses the JSON forms), the base64url alphabet without padding, canonical trailing bits in
+the signature, UTF-8 JSON objects without duplicate names, NaN or Infinity, and with
+bounded size and nesting. ``tests/verification/test_gate_vs_jwcrypto.py`` lists everything
+jwcrypto would accept that this refuses.
 """
 
 import binascii

@@ -1,10 +1,12 @@
 """The token policy: the keyset's own (``verification.json``) and a gateway's query overrides.
 
-The policy document is written by the operator but read here from a ConfigMap, i.e. from
-data anyone with ConfigMap write access could have shaped, so it is validated again rather
-than trusted. Overrides come from the gateway's configured URL; they may narrow or retune
-the policy, never change the algorithm or the key set, and a typo in one is a 400 instead
-of a silently ignored requirement.
+``verification.json`` is ``spec.verification`` as ``parse_spec`` left it (defaults applied,
+``spec.issuer`` folded in) plus the keyset's ``algorithm``. It is read here from a
+ConfigMap, so it goes through the same parser and the same table of limits as the spec
+(``core.spec.parse_verification``), not through a second set of rules that could drift;
+what it yields is the ``Policy`` the verifier enforces. Overrides come from the gateway's
+configured URL; they may narrow or retune the policy, never change the algorithm or the key
+set, and a typo in one is a 400 instead of a silently ignored requirement.
 """
 
 import json
@@ -19,10 +21,19 @@ from urllib.parse import parse_qsl
 from jwks_operator.core.algorithms import ALGORITHMS
 from jwks_operator.core.durations import DurationError, parse_duration
 from jwks_operator.core.spec import (
-    CLAIM_PATTERN,
     DEFAULT_LEEWAY,
-    HEADER_PATTERN,
     RESERVED_CLAIM_HEADERS,
+    SpecError,
+    VerificationPolicy,
+    parse_verification,
+)
+from jwks_operator.core.specfields import (
+    AUDIENCE,
+    CLAIM,
+    MAX_AUDIENCES,
+    MAX_CLAIMS,
+    URL_MAX,
+    VERIFICATION,
 )
 
 RESERVED_HEADERS: Final = RESERVED_CLAIM_HEADERS
@@ -32,10 +43,8 @@ the gateway's HTTP exchange."""
 
 MAX_LEEWAY: Final = timedelta(hours=1)
 MAX_OVERRIDE_QUERY: Final = 4096
-MAX_AUDIENCES: Final = 16
-MAX_REQUIRED: Final = 32
-_CLAIM_RE = re.compile(CLAIM_PATTERN)
-_HEADER_RE = re.compile(HEADER_PATTERN)
+MAX_REQUIRED: Final = MAX_CLAIMS
+_CLAIM_RE = re.compile(CLAIM.pattern or "")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -111,27 +120,28 @@ def parse_policy(text: str | None, fallback_algorithm: str | None) -> Policy:
     algorithm = raw.get("algorithm")
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise PolicyError(f"verification.json: algorithm {_show(algorithm)} is not supported")
-    issuer = raw.get("issuer")
-    if issuer is not None and not _text(issuer, 2048):
-        raise PolicyError("verification.json: issuer must be a string")
-    audiences = _string_list(raw.get("audiences"), "audiences", 512)
-    required = _string_list(raw.get("requiredClaims"), "requiredClaims", 64)
-    for claim in required:
-        if not _CLAIM_RE.match(claim):
-            raise PolicyError(f"verification.json: requiredClaims: {claim!r} is not a claim name")
-    leeway = _seconds(raw.get("leewaySeconds", DEFAULT_LEEWAY.total_seconds()), "leewaySeconds")
-    max_age_raw = raw.get("maxTokenAgeSeconds")
-    max_age = None if max_age_raw is None else _seconds(max_age_raw, "maxTokenAgeSeconds")
-    if max_age is not None and max_age <= 0:
-        raise PolicyError("verification.json: maxTokenAgeSeconds must be above zero")
+    # Fields a newer operator may add are left out (forward compatibility); every field this
+    # version knows is held to the spec's own limits.
+    section = {name: value for name, value in raw.items() if name in VERIFICATION.fields}
+    try:
+        parsed = parse_verification(section)
+    except SpecError as error:
+        raise PolicyError(f"verification.json: {error}") from None
+    return policy_from_spec(algorithm, parsed)
+
+
+def policy_from_spec(algorithm: str, policy: VerificationPolicy) -> Policy:
+    """The verifier's form of a parsed ``spec.verification``: seconds as floats, for speed."""
     return Policy(
         algorithm=algorithm,
-        issuer=issuer,
-        audiences=tuple(audiences),
-        required_claims=tuple(required),
-        leeway_seconds=leeway,
-        max_age_seconds=max_age,
-        claim_headers=_claim_headers(raw.get("claimHeaders")),
+        issuer=policy.issuer,
+        audiences=policy.audiences,
+        required_claims=policy.required_claims,
+        leeway_seconds=policy.leeway.total_seconds(),
+        max_age_seconds=(
+            policy.max_token_age.total_seconds() if policy.max_token_age is not None else None
+        ),
+        claim_headers=policy.claim_headers,
     )
 
 
@@ -154,11 +164,13 @@ def parse_overrides(query: str) -> PolicyOverrides | OverrideError:
     single: dict[str, str] = {}
     for name, value in pairs:
         if name == "audience":
-            if not _text(value, 512):
-                return OverrideError("audience must be 1-512 printable characters")
+            if not _text(value, AUDIENCE.max_length):
+                return OverrideError(
+                    f"audience must be 1-{AUDIENCE.max_length} printable characters"
+                )
             audiences.append(value)
         elif name == "require":
-            if not _CLAIM_RE.match(value):
+            if not _CLAIM_RE.fullmatch(value):
                 return OverrideError(f"require: {_show(value)} is not a claim name")
             require.append(value)
         elif name in ("issuer", "leeway", "max_age"):
@@ -173,8 +185,8 @@ def parse_overrides(query: str) -> PolicyOverrides | OverrideError:
     if len(audiences) > MAX_AUDIENCES or len(require) > MAX_REQUIRED:
         return OverrideError("too many audience or require parameters")
     issuer = single.get("issuer")
-    if issuer is not None and not _text(issuer, 2048):
-        return OverrideError("issuer must be 1-2048 printable characters")
+    if issuer is not None and not _text(issuer, URL_MAX):
+        return OverrideError(f"issuer must be 1-{URL_MAX} printable characters")
     try:
         leeway = _duration(single.get("leeway"), "leeway", allow_zero=True)
         max_age = _duration(single.get("max_age"), "max_age", allow_zero=False)
@@ -205,46 +217,6 @@ def _duration(value: str | None, name: str, *, allow_zero: bool) -> float | None
 
 def _text(value: object, limit: int) -> bool:
     return isinstance(value, str) and 0 < len(value) <= limit and not _CONTROL_RE.search(value)
-
-
-def _string_list(value: object, name: str, limit: int) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(_text(item, limit) for item in value):
-        raise PolicyError(f"verification.json: {name} must be a list of non-empty strings")
-    return list(value)
-
-
-def _seconds(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
-        raise PolicyError(f"verification.json: {name} must be a non-negative number of seconds")
-    return float(value)
-
-
-def _claim_headers(value: object) -> tuple[tuple[str, str], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, Mapping):
-        raise PolicyError("verification.json: claimHeaders must be an object")
-    mapping: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for claim, header in value.items():
-        if not isinstance(claim, str) or not _CLAIM_RE.match(claim):
-            raise PolicyError(f"verification.json: claimHeaders: {_show(claim)} is not a claim")
-        if not isinstance(header, str) or not _HEADER_RE.match(header):
-            raise PolicyError(
-                f"verification.json: claimHeaders.{claim}: {_show(header)} is not a header name"
-            )
-        if header.lower() in RESERVED_HEADERS:
-            raise PolicyError(
-                f"verification.json: claimHeaders.{claim}: {header} is reserved "
-                "(framing, hop-by-hop, auth or X-Auth-Subject/-Issuer/-Kid)"
-            )
-        if header.lower() in seen:
-            raise PolicyError(f"verification.json: claimHeaders: {header} is used twice")
-        seen.add(header.lower())
-        mapping.append((claim, header))
-    return tuple(sorted(mapping))
 
 
 def _show(value: Any) -> str:

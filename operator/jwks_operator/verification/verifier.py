@@ -8,7 +8,9 @@ other cache to invalidate.
 
 Order of checks: size, shape, header, key, signature, and only then the claims. Claims
 from a token whose signature has not been checked are never parsed, so an attacker's
-payload costs us no JSON work and cannot influence a decision.
+payload costs us no JSON work and cannot influence a decision. The signature itself is
+jwcrypto's (``keys.py``); the gate before it (``compact.py`` and ``_select_key``'s header
+rules) and the claims policy after it (``_check_claims``) are the project's own, on purpose.
 """
 
 import math
@@ -125,7 +127,11 @@ class TokenVerifier:
         self._scopes.clear()
         self._remembered = 0
 
-    def _verify(self, token: str, moment: float, policy: Policy) -> "Refused | _Valid":
+    def authenticate(self, token: str) -> "Refused | tuple[VerifyingKey, str]":
+        """The gate, the key and the signature, without the claims: (key, payload part) of
+        a token signed by one of this keyset's keys, else why not. The first half of every
+        ``verify``; public so that JWS test vectors (whose payloads are not claims) prove
+        the path every token takes."""
         if len(token) > MAX_TOKEN_CHARS:
             return Refused(Reason.TOKEN_TOO_LARGE, f"token longer than {MAX_TOKEN_CHARS} bytes")
         try:
@@ -155,7 +161,13 @@ class TokenVerifier:
         signing_input = token[: len(header_part) + 1 + len(payload_part)].encode("ascii")
         if not key.check(signature, signing_input):
             return Refused(Reason.BAD_SIGNATURE, "signature verification failed")
+        return key, payload_part
 
+    def _verify(self, token: str, moment: float, policy: Policy) -> "Refused | _Valid":
+        authentic = self.authenticate(token)
+        if isinstance(authentic, Refused):
+            return authentic
+        key, payload_part = authentic
         try:
             claims = decode_object(payload_part, "claims")
         except MalformedTokenError as error:
