@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "operator"))
 
 from jwks_operator.core import contract  # noqa: E402
 from jwks_operator.core.algorithms import ALGORITHM_NAMES, is_rsa  # noqa: E402
-from jwks_operator.core.durations import format_duration  # noqa: E402
+from jwks_operator.core.durations import DURATION_PATTERN, format_duration  # noqa: E402
 from jwks_operator.core.spec import RESERVED_CLAIM_HEADERS  # noqa: E402
 from jwks_operator.core.specfields import (  # noqa: E402
     DEFAULT_ALGORITHM,
@@ -84,22 +84,34 @@ def text_schema(rule: Text) -> dict[str, Any]:
     return schema
 
 
+def cel_matches(subject: str, pattern: str) -> str:
+    """``subject.matches('pattern')`` as CEL source (backslashes escaped in the literal)."""
+    return f"{subject}.matches('{pattern.replace(chr(92), chr(92) * 2)}')"
+
+
 def duration_schema(rule: Duration) -> dict[str, Any]:
-    """A Go-style duration string: the parser's grammar as pattern, and CEL for its range."""
+    """A Go-style duration string: the parser's grammar as pattern, and CEL for its range.
+
+    Each CEL rule first checks the pattern itself and passes when it fails: the real API
+    server evaluates a field's rules even after its pattern failed, and ``duration()`` of a
+    malformed value would add a "type conversion error" per rule to the one clear message
+    (seen in tests/e2e_cluster/test_crd_api.py)."""
     limit = format_duration(rule.maximum)
+    well_formed = cel_matches("self", rule.pattern)
     schema: dict[str, Any] = {
         "type": "string",
         "pattern": rule.pattern,
         "maxLength": rule.max_length,
         "x-kubernetes-validations": [
             {
-                "rule": f"duration(self) {'>=' if rule.zero_allowed else '>'} duration('0s')",
+                "rule": f"!{well_formed} || "
+                f"duration(self) {'>=' if rule.zero_allowed else '>'} duration('0s')",
                 "message": "must not be negative"
                 if rule.zero_allowed
                 else "must be longer than zero",
             },
             {
-                "rule": f"duration(self) <= duration('{limit}')",
+                "rule": f"!{well_formed} || duration(self) <= duration('{limit}')",
                 "message": f"must not be longer than {limit} (10 years)",
             },
         ],
@@ -203,6 +215,8 @@ EXTRA_RULES: dict[str, list[dict[str, Any]]] = {
             # default is indistinguishable from the same value written out).
             "rule": (
                 "!has(self.prePublish) || !has(self.interval) || "
+                f"!{cel_matches('self.prePublish', DURATION_PATTERN)} || "
+                f"!{cel_matches('self.interval', DURATION_PATTERN)} || "
                 "duration(self.prePublish) < duration(self.interval)"
             ),
             "message": (
