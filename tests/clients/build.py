@@ -53,12 +53,19 @@ class Built:
         ttl = str(cache_seconds)
         where = self.directory
         if self.language == "python":
-            return [str(where / "venv" / "bin" / "python"), str(where / "verify_tokens.py"), library, ttl]
+            return [
+                str(where / "venv" / "bin" / "python"),
+                str(where / "verify_tokens.py"),
+                library,
+                ttl,
+            ]
         if self.language == "js":
             return ["node", str(where / "verify-tokens.mjs"), library, ttl]
         if self.language == "go":
             return [str(where / "verifier"), library, ttl]
-        classpath = f"{where / 'target' / 'classes'}:{(where / 'classpath.txt').read_text().strip()}"
+        classpath = (
+            f"{where / 'target' / 'classes'}:{(where / 'classpath.txt').read_text().strip()}"
+        )
         return ["java", "-cp", classpath, "dev.jwks.clients.VerifyTokens", ttl]
 
 
@@ -83,20 +90,31 @@ def _run(argv: list[str], cwd: Path, timeout: float = 1200.0) -> None:
         argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
     if done.returncode != 0:
-        raise BuildError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise BuildError(
+            f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
 
 
 def _build_steps(language: str, where: Path) -> None:
     if language == "python":
         _run([sys.executable, "-m", "venv", "venv"], where)
-        _run(["venv/bin/python", "-m", "pip", "install", "--quiet", "-r", "requirements.txt"], where)
+        _run(
+            ["venv/bin/python", "-m", "pip", "install", "--quiet", "-r", "requirements.txt"], where
+        )
     elif language == "js":
         _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], where)
     elif language == "go":
         _run(["go", "build", "-mod=readonly", "-trimpath", "-o", "verifier", "."], where)
     else:
         _run(
-            ["mvn", "-q", "-B", "compile", "dependency:build-classpath", "-Dmdep.outputFile=classpath.txt"],
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "compile",
+                "dependency:build-classpath",
+                "-Dmdep.outputFile=classpath.txt",
+            ],
             where,
         )
 
@@ -122,17 +140,26 @@ def build(language: str) -> Built:
             return Built(language, where, 0.0)
         started = time.monotonic()
         shutil.rmtree(where, ignore_errors=True)
-        shutil.copytree(CLIENTS / language, where, ignore=shutil.ignore_patterns("node_modules", "target"))
+        shutil.copytree(
+            CLIENTS / language, where, ignore=shutil.ignore_patterns("node_modules", "target")
+        )
         _build_steps(language, where)
         (where / ".built").write_text("ok\n")
         return Built(language, where, time.monotonic() - started)
 
 
-# Gateways: pinned Go modules, built from the module proxy's copy of their source (their
-# go.mod has replace directives, so `go install module@version` is not enough for Traefik).
+# Gateways: pinned Go modules, built from the module proxy's copy of their source (with
+# its own go.mod and go.sum). Traefik is pinned to v3.5.0: v3.6 and later replace a module
+# by a directory that their module zip does not hold (./pkg/config/dynamic/ext), and
+# v3.7.13's lego DNS providers need module versions the proxy refuses (403).
 GATEWAYS: Final = {
     "oauth2-proxy": ("github.com/oauth2-proxy/oauth2-proxy/v7", "v7.15.6", "."),
-    "traefik": ("github.com/traefik/traefik/v3", "v3.7.13", "./cmd/traefik"),
+    "traefik": ("github.com/traefik/traefik/v3", "v3.5.0", "./cmd/traefik"),
+}
+PLACEHOLDERS: Final = {
+    # The dashboard's built assets are not in the module zip; go:embed needs one file. The
+    # suite's Traefik has no dashboard (api disabled), so it never serves it.
+    "traefik": ["webui/static/index.html"],
 }
 GATEWAY_ROOT: Final = CACHE_ROOT.parent / "gateways"
 
@@ -146,34 +173,59 @@ def gateway_log(name: str) -> Path:
     return gateway_binary(name).with_name("build.log")
 
 
-def build_gateway(name: str, timeout: float = 2400.0) -> Path:
-    """The gateway's binary, built (once) from its pinned module; the log says why not."""
+def build_gateway(name: str, timeout: float = 2400.0, *, retry: bool = False) -> Path:
+    """The gateway's binary, built (once) from its pinned module; the log says why not.
+
+    A failed build leaves its log, and is not tried again on the next run (a gateway build
+    takes minutes) unless ``retry`` or the log is deleted.
+    """
     module, version, package = GATEWAYS[name]
     binary = gateway_binary(name)
     with _locked(GATEWAY_ROOT / f".{name}.lock"):
         if binary.exists():
             return binary
+        log = gateway_log(name)
+        if log.exists() and not retry:
+            raise BuildError(
+                f"{name} {version} did not build before, see {log} (delete it to retry)"
+            )
         started = time.monotonic()
         where = binary.parent
         where.mkdir(parents=True, exist_ok=True)
-        log = gateway_log(name)
         try:
             done = subprocess.run(
                 ["go", "mod", "download", "-json", f"{module}@{version}"],
-                capture_output=True, text=True, timeout=600, check=True,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=True,
             )
             source = where / "src"
             shutil.rmtree(source, ignore_errors=True)
             shutil.copytree(json.loads(done.stdout)["Dir"], source)
             for path in [source, *source.rglob("*")]:
                 path.chmod(path.stat().st_mode | 0o200)
+            for placeholder in PLACEHOLDERS.get(name, []):
+                (source / placeholder).parent.mkdir(parents=True, exist_ok=True)
+                (source / placeholder).write_text("dashboard not built\n")
             build = subprocess.run(
                 ["go", "build", "-trimpath", "-o", str(binary), package],
-                cwd=source, capture_output=True, text=True, timeout=timeout, check=False,
+                cwd=source,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
             )
-            log.write_text(f"{build.stdout}{build.stderr}\nexit {build.returncode} after {time.monotonic() - started:.0f}s\n")
+            log.write_text(
+                f"{build.stdout}{build.stderr}\nexit {build.returncode} after {time.monotonic() - started:.0f}s\n"
+            )
             if build.returncode != 0:
                 raise BuildError(f"{name}: go build failed, see {log}")
+        except subprocess.CalledProcessError as failed:
+            log.write_text(f"{failed.cmd} failed ({failed.returncode}):\n{failed.stderr}\n")
+            raise BuildError(
+                f"{name}: {module}@{version} could not be downloaded, see {log}"
+            ) from None
         except subprocess.TimeoutExpired as expired:
             log.write_text(f"timed out after {expired.timeout}s: {expired.cmd}\n")
             raise BuildError(f"{name}: build timed out after {expired.timeout:.0f}s") from None

@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,7 +41,9 @@ def free_port() -> int:
 
 class _Upstream(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        seen = {name: value for name, value in self.headers.items() if name.lower().startswith("x-auth")}
+        seen = {
+            name: value for name, value in self.headers.items() if name.lower().startswith("x-auth")
+        }
         body = (UPSTREAM_MARK + json.dumps(seen)).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -68,7 +70,15 @@ def upstream() -> Iterator[int]:
 class GatewayVerifier:
     """One running gateway; ``path_for`` maps a keyset's JWKS URL to a path it protects."""
 
-    def __init__(self, verifier: Verifier, popen: subprocess.Popen[bytes], port: int, log: Path, *, per_keyset_path: bool) -> None:
+    def __init__(
+        self,
+        verifier: Verifier,
+        popen: subprocess.Popen[bytes],
+        port: int,
+        log: Path,
+        *,
+        per_keyset_path: bool,
+    ) -> None:
         self.verifier = verifier
         self.popen = popen
         self.port = port
@@ -81,7 +91,7 @@ class GatewayVerifier:
         namespace, name = jwks_url.split("/")[3:5]
         return f"/{namespace}/{name}/resource" if self.per_keyset_path else "/resource"
 
-    def send(self, request: Mapping[str, str]) -> None:
+    def send(self, request: dict[str, str]) -> None:
         url = f"http://127.0.0.1:{self.port}{self.path_for(request['jwks'])}"
         http = urllib.request.Request(url, headers={"Authorization": f"Bearer {request['token']}"})
         try:
@@ -90,7 +100,11 @@ class GatewayVerifier:
                 ok = response.status == 200 and body.startswith(UPSTREAM_MARK)
                 self._answer = {"ok": ok, "status": response.status, "body": body[:200]}
         except urllib.error.HTTPError as error:
-            self._answer = {"ok": False, "status": error.code, "error": error.read()[:200].decode(errors="replace")}
+            self._answer = {
+                "ok": False,
+                "status": error.code,
+                "error": error.read()[:200].decode(errors="replace"),
+            }
 
     def receive(self) -> dict[str, Any]:
         assert self._answer is not None
@@ -106,7 +120,9 @@ class GatewayVerifier:
             self.popen.wait(10)
 
 
-def _wait_listening(popen: subprocess.Popen[bytes], port: int, log: Path, timeout: float = 30.0) -> None:
+def _wait_listening(
+    popen: subprocess.Popen[bytes], port: int, log: Path, timeout: float = 30.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if popen.poll() is not None:
@@ -115,19 +131,30 @@ def _wait_listening(popen: subprocess.Popen[bytes], port: int, log: Path, timeou
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.1)
-    raise AssertionError(f"gateway not listening on {port} in {timeout}s:\n{log.read_text()[-3000:]}")
+    raise AssertionError(
+        f"gateway not listening on {port} in {timeout}s:\n{log.read_text()[-3000:]}"
+    )
 
 
-def _start(argv: list[str], workdir: Path, port: int, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+def _start(
+    argv: list[str], workdir: Path, port: int, name: str
+) -> tuple[subprocess.Popen[bytes], Path]:
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
-        popen = subprocess.Popen(argv, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        popen = subprocess.Popen(
+            argv, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     _wait_listening(popen, port, log)
     return popen, log
 
 
 def oauth2_proxy(
-    verifier: Verifier, binary: Path, workdir: Path, server_port: int, issuers: list[str], upstream_port: int
+    verifier: Verifier,
+    binary: Path,
+    workdir: Path,
+    server_port: int,
+    issuers: list[str],
+    upstream_port: int,
 ) -> GatewayVerifier:
     """oauth2-proxy from oauth2-proxy.cfg: the first issuer is its provider, all are JWT issuers."""
     port = free_port()
@@ -141,7 +168,9 @@ def oauth2_proxy(
         lines.append(line)
     text = "\n".join(lines) + "\n"
     text = text.replace("http://127.0.0.1:8080/identity/auth", issuers[0])
-    text = text.replace("127.0.0.1:4180", f"127.0.0.1:{port}").replace("127.0.0.1:9000", f"127.0.0.1:{upstream_port}")
+    text = text.replace("127.0.0.1:4180", f"127.0.0.1:{port}").replace(
+        "127.0.0.1:9000", f"127.0.0.1:{upstream_port}"
+    )
     assert str(server_port) in text
     config = workdir / "oauth2-proxy.cfg"
     config.write_text(text)
@@ -150,7 +179,12 @@ def oauth2_proxy(
 
 
 def traefik(
-    verifier: Verifier, binary: Path, workdir: Path, server_port: int, keysets: list[tuple[str, str]], upstream_port: int
+    verifier: Verifier,
+    binary: Path,
+    workdir: Path,
+    server_port: int,
+    keysets: list[tuple[str, str]],
+    upstream_port: int,
 ) -> GatewayVerifier:
     """Traefik from traefik-static.yaml and one copy of traefik-dynamic.yaml's route per keyset."""
     port = free_port()
@@ -159,7 +193,9 @@ def traefik(
     merged: dict[str, dict[str, Any]] = {"middlewares": {}, "routers": {}, "services": {}}
     for namespace, name in keysets:
         text = (
-            template.replace("127.0.0.1:8080/identity/auth", f"127.0.0.1:{server_port}/{namespace}/{name}")
+            template.replace(
+                "127.0.0.1:8080/identity/auth", f"127.0.0.1:{server_port}/{namespace}/{name}"
+            )
             .replace("PathPrefix(`/orders/`)", f"PathPrefix(`/{namespace}/{name}/`)")
             .replace("127.0.0.1:9000", f"127.0.0.1:{upstream_port}")
         )
@@ -170,14 +206,21 @@ def traefik(
                     value = {**value, "middlewares": [f"{m}-{name}" for m in value["middlewares"]]}
                 merged[section][f"{key}-{name}" if section != "services" else key] = value
     (workdir / "traefik-dynamic.yaml").write_text(yaml.safe_dump({"http": merged}))
-    static = (CONFIGS / "traefik-static.yaml").read_text().replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    static = (
+        (CONFIGS / "traefik-static.yaml").read_text().replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    )
     (workdir / "traefik.yaml").write_text(static)
-    popen, log = _start([str(binary), f"--configFile={workdir / 'traefik.yaml'}"], workdir, port, "traefik")
+    popen, log = _start(
+        [str(binary), f"--configFile={workdir / 'traefik.yaml'}"], workdir, port, "traefik"
+    )
     gateway = GatewayVerifier(verifier, popen, port, log, per_keyset_path=True)
     # The file provider loads the routes a moment after the entry point listens: until
     # then every path is a 404.
     namespace, name = keysets[0]
-    probe = {"jwks": f"http://127.0.0.1:{server_port}/{namespace}/{name}/.well-known/jwks.json", "token": "x"}
+    probe = {
+        "jwks": f"http://127.0.0.1:{server_port}/{namespace}/{name}/.well-known/jwks.json",
+        "token": "x",
+    }
     deadline = time.monotonic() + 30
     while True:
         gateway.send(probe)
@@ -185,5 +228,7 @@ def traefik(
             return gateway
         if time.monotonic() > deadline:
             gateway.close()
-            raise AssertionError(f"Traefik did not load its routes in 30s:\n{log.read_text()[-3000:]}")
+            raise AssertionError(
+                f"Traefik did not load its routes in 30s:\n{log.read_text()[-3000:]}"
+            )
         time.sleep(0.1)

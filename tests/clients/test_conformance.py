@@ -19,7 +19,6 @@ written to ``$JWKS_CLIENTS_CACHE/last-results.json``.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -27,13 +26,13 @@ import re
 import socket
 import subprocess
 import time
-from datetime import datetime
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Protocol
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -49,12 +48,14 @@ from tests.clients.build import (
     gateway_binary,
     gateway_log,
 )
-from tests.clients.gateways import oauth2_proxy, traefik, upstream
+from tests.clients.gateways import GatewayVerifier, oauth2_proxy, traefik, upstream
 from tests.clients.verifiers import ALL, VERIFIERS, Verifier
+from tests.standalone.support import StandaloneProcess, keyset_doc, read_state, write_config
 
 LIBRARIES: Final = [verifier for verifier in VERIFIERS if verifier.language != "gateway"]
-GATEWAY_ROWS: Final = {verifier.library: verifier for verifier in VERIFIERS if verifier.language == "gateway"}
-from tests.standalone.support import StandaloneProcess, keyset_doc, read_state, write_config
+GATEWAY_ROWS: Final = {
+    verifier.library: verifier for verifier in VERIFIERS if verifier.language == "gateway"
+}
 
 NAMESPACE: Final = "conf"
 AUDIENCE: Final = "api"
@@ -62,7 +63,9 @@ ROTATIONS: Final = 3
 INTERVAL: Final = 12.0
 PRE_PUBLISH: Final = 4.0
 RETIRE_AFTER: Final = 5.0
-UNKNOWN_KID_COOLDOWN: Final = 32.0  # PyJWT's and jose's default wait between unknown-kid refetches is 30 s
+UNKNOWN_KID_COOLDOWN: Final = (
+    32.0  # PyJWT's and jose's default wait between unknown-kid refetches is 30 s
+)
 CACHE_SECONDS: Final = 1.0
 LONG_CACHE_SECONDS: Final = 600.0
 TTL_SLACK: Final = 2.5  # a cache-ttl verifier refuses a removed key within CACHE_SECONDS + this
@@ -83,6 +86,18 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+class Verifying(Protocol):
+    """A verifier program or a gateway: one request in, one answer out, in order."""
+
+    verifier: Verifier
+
+    def send(self, request: dict[str, str]) -> None: ...
+
+    def receive(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 class VerifierProcess:
@@ -123,7 +138,7 @@ class VerifierProcess:
             self.popen.wait(10)
 
 
-def ask(processes: list[VerifierProcess], requests: list[dict[str, str]]) -> list[dict[str, Any]]:
+def ask(processes: list[Verifying], requests: list[dict[str, str]]) -> list[dict[str, Any]]:
     for process, request in zip(processes, requests, strict=True):
         process.send(request)
     return [process.receive() for process in processes]
@@ -144,7 +159,9 @@ class Results:
     removals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     probe_errors: dict[str, str] = field(default_factory=dict)
 
-    def expect(self, verifier: str, algorithm: str, case: str, answer: dict[str, Any], ok: bool) -> None:
+    def expect(
+        self, verifier: str, algorithm: str, case: str, answer: dict[str, Any], ok: bool
+    ) -> None:
         self.counts[verifier] += 1
         if answer["ok"] != ok and algorithm not in self.unsupported[verifier]:
             want = "accepted" if ok else "refused"
@@ -191,7 +208,9 @@ class Tokens:
 
     def valid(self, algorithm: str, kid: str) -> str:
         key = self.active(algorithm)
-        assert key.kid == kid, f"{algorithm}: the state's active key is {key.kid}, the log said {kid}"
+        assert key.kid == kid, (
+            f"{algorithm}: the state's active key is {key.kid}, the log said {kid}"
+        )
         self.count += 1
         return sign_token(key.material, self.claims(algorithm))
 
@@ -204,29 +223,43 @@ class Tokens:
         public_pem = (
             load_private_key(material.private_jwk)
             .public_key()
-            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
         )
         hs_header = b64url(json.dumps({"alg": "HS256", "kid": material.kid, "typ": "JWT"}).encode())
         hs_input = f"{hs_header}.{payload}".encode()
-        none_header = b64url(json.dumps({"alg": "none", "kid": material.kid, "typ": "JWT"}).encode())
+        none_header = b64url(
+            json.dumps({"alg": "none", "kid": material.kid, "typ": "JWT"}).encode()
+        )
         foreign = self.foreign(algorithm)
         tokens = {
-            "expired": sign_token(material, self.claims(algorithm, exp=int(time.time()) - 600, iat=int(time.time()) - 900, nbf=int(time.time()) - 900)),
+            "expired": sign_token(
+                material,
+                self.claims(
+                    algorithm,
+                    exp=int(time.time()) - 600,
+                    iat=int(time.time()) - 900,
+                    nbf=int(time.time()) - 900,
+                ),
+            ),
             "tampered": f"{header}.{b64url(json.dumps(tampered_claims).encode())}.{signature}",
             "alg-none": f"{none_header}.{payload}.",
             "hmac-public-key": f"{hs_header}.{payload}."
             + b64url(hmac.new(public_pem, hs_input, hashlib.sha256).digest()),
             "foreign-keyset": sign_token(foreign, self.claims(algorithm)),
-            "foreign-key-claiming-our-kid": sign_token(foreign, self.claims(algorithm), {"kid": material.kid}),
+            "foreign-key-claiming-our-kid": sign_token(
+                foreign, self.claims(algorithm), {"kid": material.kid}
+            ),
             "wrong-audience": sign_token(material, self.claims(algorithm, aud="billing")),
         }
         self.count += len(tokens)
         return tokens
 
 
-def start_clients(tmp_path: Path, cache_seconds: float) -> list[VerifierProcess]:
+def start_clients(tmp_path: Path, cache_seconds: float) -> list[Verifying]:
     built: dict[str, Built] = {}
-    processes = []
+    processes: list[Verifying] = []
     for verifier in LIBRARIES:
         if verifier.language not in built:
             built[verifier.language] = build(verifier.language)
@@ -237,7 +270,7 @@ def start_clients(tmp_path: Path, cache_seconds: float) -> list[VerifierProcess]
 
 
 @pytest.fixture
-def clients(tmp_path: Path) -> Iterator[tuple[list[VerifierProcess], list[VerifierProcess]]]:
+def clients(tmp_path: Path) -> Iterator[tuple[list[Verifying], list[Verifying]]]:
     try:
         short = start_clients(tmp_path, CACHE_SECONDS)
         long = start_clients(tmp_path, LONG_CACHE_SECONDS)
@@ -262,7 +295,7 @@ def request(tokens: Tokens, port: int, algorithm: str, token: str) -> dict[str, 
 
 
 def test_real_verifiers_through_rotations(
-    tmp_path: Path, clients: tuple[list[VerifierProcess], list[VerifierProcess]]
+    tmp_path: Path, clients: tuple[list[Verifying], list[Verifying]]
 ) -> None:
     short, long = clients
     port = free_port()
@@ -286,7 +319,7 @@ def test_real_verifiers_through_rotations(
     tokens = Tokens(standalone, issuers)
     results = Results()
     not_run: dict[str, str] = {}
-    gateways: list[Any] = []
+    gateways: list[GatewayVerifier] = []
     try:
         with upstream() as upstream_port:
             for copy, processes in (("short", short), ("long", long)):
@@ -297,7 +330,14 @@ def test_real_verifiers_through_rotations(
                         continue
                     workdir = tmp_path / f"{name}-{copy}"
                     if name == "oauth2-proxy":
-                        gateway = oauth2_proxy(verifier, binary, workdir, port, [issuers[a] for a in ALL], upstream_port)
+                        gateway = oauth2_proxy(
+                            verifier,
+                            binary,
+                            workdir,
+                            port,
+                            [issuers[a] for a in ALL],
+                            upstream_port,
+                        )
                     else:
                         keysets = [(NAMESPACE, keyset_name(a)) for a in ALL]
                         gateway = traefik(verifier, binary, workdir, port, keysets, upstream_port)
@@ -320,7 +360,9 @@ def test_real_verifiers_through_rotations(
         "refetched_new_kid": dict(results.refetched_new_kid),
         "unknown_kid_probe_errors": results.probe_errors,
         "refused_only_after_refetch": dict(results.refused_after_refetch),
-        "removal_delays": {name: [round(d, 2) for d in ds] for name, ds in results.removal_delays.items()},
+        "removal_delays": {
+            name: [round(d, 2) for d in ds] for name, ds in results.removal_delays.items()
+        },
     }
     CACHE_ROOT.mkdir(parents=True, exist_ok=True)
     (CACHE_ROOT / "last-results.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -330,8 +372,8 @@ def test_real_verifiers_through_rotations(
 
 
 def ask_all(
-    processes: list[VerifierProcess], tokens: Tokens, port: int, alg: str, token: str
-) -> list[tuple[VerifierProcess, dict[str, Any]]]:
+    processes: list[Verifying], tokens: Tokens, port: int, alg: str, token: str
+) -> list[tuple[Verifying, dict[str, Any]]]:
     answers = ask(processes, [request(tokens, port, alg, token)] * len(processes))
     return list(zip(processes, answers, strict=True))
 
@@ -339,8 +381,8 @@ def ask_all(
 def run_scenario(
     standalone: StandaloneProcess,
     tokens: Tokens,
-    short: list[VerifierProcess],
-    long: list[VerifierProcess],
+    short: list[Verifying],
+    long: list[Verifying],
     results: Results,
 ) -> None:
     """Follows the standalone's log and checks every verifier at each rotation and removal.
@@ -374,7 +416,9 @@ def run_scenario(
     removed_pending: dict[str, tuple[str, str, float, set[int]]] = {}
     seen = 0
     deadline = time.monotonic() + INTERVAL * (ROTATIONS + 3) + 60
-    while min(results.removals.get(alg, 0) for alg in ALL) < ROTATIONS or removed_pending or deferred:
+    while (
+        min(results.removals.get(alg, 0) for alg in ALL) < ROTATIONS or removed_pending or deferred
+    ):
         assert time.monotonic() < deadline, f"scenario did not finish: {dict(results.removals)}"
         text = standalone.output()
         text = text[: text.rfind("\n") + 1]  # whole lines only
@@ -387,27 +431,46 @@ def run_scenario(
             alg = names[groups[0]]
             if kind == "rotated":
                 _, new_kid, old_kid, until = groups
-                assert current[alg][0] == old_kid, f"{alg}: rotated from {old_kid}, expected {current[alg][0]}"
+                assert current[alg][0] == old_kid, (
+                    f"{alg}: rotated from {old_kid}, expected {current[alg][0]}"
+                )
                 new = (new_kid, tokens.valid(alg, new_kid))
                 rotation = results.rotations[alg] + 1
                 margin = datetime.fromisoformat(until).timestamp() - time.time()
                 if margin < 0.5:  # not the verifiers' fault: the suite itself fell behind
-                    results.failures.append(f"suite: {alg} rotation {rotation} seen {-margin:.1f}s past its retireAfter")
-                for case, token in (("new key right after rotation", new[1]), ("previous key, before retireAfter", current[alg][1])):
+                    results.failures.append(
+                        f"suite: {alg} rotation {rotation} seen {-margin:.1f}s past its retireAfter"
+                    )
+                for case, token in (
+                    ("new key right after rotation", new[1]),
+                    ("previous key, before retireAfter", current[alg][1]),
+                ):
                     for process, answer in ask_all(short, tokens, port, alg, token):
-                        results.expect(process.verifier.name, alg, f"rotation {rotation}: {case}", answer, ok=True)
+                        results.expect(
+                            process.verifier.name,
+                            alg,
+                            f"rotation {rotation}: {case}",
+                            answer,
+                            ok=True,
+                        )
                 if rotation == ROTATIONS:
                     # This key was published after the long caches filled; asked more than
                     # the 30 s some libraries wait between two refetches for an unknown kid.
                     due = long_filled[alg] + UNKNOWN_KID_COOLDOWN
-                    deferred.append((due, partial(probe_unknown_kid, tokens, port, long, results, alg, new[1])))
+                    deferred.append(
+                        (due, partial(probe_unknown_kid, tokens, port, long, results, alg, new[1]))
+                    )
                 deferred.append((0.0, partial(check_refusals, tokens, port, short, results, alg)))
                 previous[alg], current[alg] = current[alg], new
                 results.rotations[alg] = rotation
             else:
                 _, kid = groups
                 assert previous[alg][0] == kid, f"{alg}: removed {kid}, expected {previous[alg][0]}"
-                still = {i for i, p in enumerate(short) if alg not in results.unsupported[p.verifier.name]}
+                still = {
+                    i
+                    for i, p in enumerate(short)
+                    if alg not in results.unsupported[p.verifier.name]
+                }
                 removed_pending[alg] = (kid, previous[alg][1], time.monotonic(), still)
                 results.removals[alg] += 1
         for alg, (kid, token, since, still) in list(removed_pending.items()):
@@ -416,15 +479,15 @@ def run_scenario(
                 del removed_pending[alg]
         if not events:
             now = time.monotonic()
-            due = [item for item in deferred if item[0] <= now][:1]
-            for item in due:
+            ready = [item for item in deferred if item[0] <= now][:1]
+            for item in ready:
                 deferred.remove(item)
                 item[1]()
         time.sleep(0.05)
 
 
 def probe_unknown_kid(
-    tokens: Tokens, port: int, long: list[VerifierProcess], results: Results, alg: str, token: str
+    tokens: Tokens, port: int, long: list[Verifying], results: Results, alg: str, token: str
 ) -> None:
     """Does a verifier whose cache is still young accept a kid it has never fetched?"""
     for process, answer in ask_all(long, tokens, port, alg, token):
@@ -439,7 +502,7 @@ def probe_unknown_kid(
 def poll_removed(
     tokens: Tokens,
     port: int,
-    short: list[VerifierProcess],
+    short: list[Verifying],
     results: Results,
     alg: str,
     kid: str,
@@ -466,7 +529,9 @@ def poll_removed(
             still.discard(i)
             miss = sign_token(tokens.foreign(alg), tokens.claims(alg))
             short[i].send(request(tokens, port, alg, miss))
-            results.expect(name, alg, "foreign-keyset (refetch trigger)", short[i].receive(), ok=False)
+            results.expect(
+                name, alg, "foreign-keyset (refetch trigger)", short[i].receive(), ok=False
+            )
             short[i].send(request(tokens, port, alg, token))
             again = short[i].receive()
             results.counts[name] += 2
@@ -479,7 +544,7 @@ def poll_removed(
 
 
 def check_refusals(
-    tokens: Tokens, port: int, processes: list[VerifierProcess], results: Results, alg: str
+    tokens: Tokens, port: int, processes: list[Verifying], results: Results, alg: str
 ) -> None:
     for case, token in tokens.refusals(alg).items():
         for process, answer in ask_all(processes, tokens, port, alg, token):
@@ -494,17 +559,27 @@ def compare_with_table(results: Results, skip: set[str]) -> None:
             continue
         supported = tuple(alg for alg in ALL if alg not in results.unsupported[name])
         if supported != verifier.algorithms:
-            results.failures.append(f"{name}: verifies {supported}, the table says {verifier.algorithms}")
+            results.failures.append(
+                f"{name}: verifies {supported}, the table says {verifier.algorithms}"
+            )
         refetched = results.refetched_new_kid[name]
         if not refetched or any(refetched) != all(refetched):
             results.failures.append(f"{name}: unknown-kid probe inconclusive: {refetched}")
         elif refetched[0] != (verifier.refetch_on_unknown_kid is not False):
-            results.failures.append(f"{name}: refetch on an unknown kid is {refetched[0]}, the table says {verifier.refetch_on_unknown_kid}")
+            results.failures.append(
+                f"{name}: refetch on an unknown kid is {refetched[0]}, the table says {verifier.refetch_on_unknown_kid}"
+            )
         delays = results.removal_delays[name]
         late = results.refused_after_refetch[name]
         if verifier.removal == "cache-ttl" and late:
-            results.failures.append(f"{name}: {late} removed keys verified past the cache lifetime ({CACHE_SECONDS}s + {TTL_SLACK}s)")
+            results.failures.append(
+                f"{name}: {late} removed keys verified past the cache lifetime ({CACHE_SECONDS}s + {TTL_SLACK}s)"
+            )
         if verifier.removal == "at-once" and (late or max(delays, default=0.0) > 0.5):
-            results.failures.append(f"{name}: removed keys refused after {delays} s, {late} only after a refetch; the table says at once")
+            results.failures.append(
+                f"{name}: removed keys refused after {delays} s, {late} only after a refetch; the table says at once"
+            )
         if verifier.removal == "next-refetch" and not late:
-            results.failures.append(f"{name}: removed keys refused {delays} s after removal, {late} only after a refetch; the table says only at the next refetch")
+            results.failures.append(
+                f"{name}: removed keys refused {delays} s after removal, {late} only after a refetch; the table says only at the next refetch"
+            )

@@ -38,26 +38,108 @@ class Verifier:
 
 
 VERIFIERS: Final = (
-    Verifier("go-jwx", "go", "jwx", "Go `lestrrat-go/jwx/v3` `jwk.Cache`", ALL, False, "cache-ttl",
-             "`WithMinInterval`/`WithMaxInterval` (default 15 min .. 30 days, within them the server's `max-age`)"),
-    Verifier("go-keyfunc", "go", "keyfunc", "Go `golang-jwt/jwt/v5` + `MicahParks/keyfunc/v3`", ALL, True, "cache-ttl",
-             "`Override.RefreshInterval` (default 1 h), `RefreshUnknownKID` (default once per 5 min)"),
-    Verifier("go-oidc", "go", "oidc", "Go `coreos/go-oidc/v3` (discovery)", ALL, True, "next-refetch",
-             "none: keys are kept until a kid miss or a failed signature refetches the set", discovery=True),
-    Verifier("java-nimbus", "java", "nimbus", "Java Nimbus JOSE+JWT `JWKSourceBuilder` + `DefaultJWTProcessor`", NO_EDDSA, True, "cache-ttl",
-             "`cache(ttl, refreshTimeout)` (default 5 min), `rateLimited` (default one refetch per 30 s)"),
-    Verifier("js-jose", "js", "jose", "node `jose` `createRemoteJWKSet`", ALL, True, "cache-ttl",
-             "`cacheMaxAge` (default 10 min), `cooldownDuration` (default 30 s)"),
-    Verifier("js-jwks-rsa", "js", "jwks-rsa", "node `jwks-rsa` + `jsonwebtoken`", NO_EDDSA, True, "cache-ttl",
-             "`cacheMaxAge` (default 10 min), `jwksRequestsPerMinute` (default 10)"),
-    Verifier("py-pyjwt", "python", "pyjwt", "Python PyJWT `PyJWKClient`", ALL, True, "cache-ttl",
-             "`lifespan` (default 300 s), `cooldown_duration` (default 30 s)"),
-    Verifier("py-authlib", "python", "authlib", "Python `authlib.jose` (JWKS fetched by hand)", ALL, False, "cache-ttl",
-             "your own fetch: authlib has no remote key set"),
-    Verifier("gw-oauth2-proxy", "gateway", "oauth2-proxy", "oauth2-proxy v7.15.6 `skip_jwt_bearer_tokens` (discovery, go-oidc)", ALL, True, "next-refetch",
-             "none: as go-oidc", discovery=True),
-    Verifier("gw-traefik", "gateway", "traefik", "Traefik v3.7.13 ForwardAuth to `/verify`", ALL, None, "at-once",
-             "none: the JWKS server checks every token"),
+    Verifier(
+        "go-jwx",
+        "go",
+        "jwx",
+        "Go `lestrrat-go/jwx/v3` `jwk.Cache`",
+        ALL,
+        False,
+        "cache-ttl",
+        "`WithMinInterval`/`WithMaxInterval` (default 15 min .. 30 days, within them the server's `max-age`)",
+    ),
+    Verifier(
+        "go-keyfunc",
+        "go",
+        "keyfunc",
+        "Go `golang-jwt/jwt/v5` + `MicahParks/keyfunc/v3`",
+        ALL,
+        True,
+        "cache-ttl",
+        "`Override.RefreshInterval` (default 1 h), `RefreshUnknownKID` (default once per 5 min)",
+    ),
+    Verifier(
+        "go-oidc",
+        "go",
+        "oidc",
+        "Go `coreos/go-oidc/v3` (discovery)",
+        ALL,
+        True,
+        "next-refetch",
+        "none: keys are kept until a kid miss or a failed signature refetches the set",
+        discovery=True,
+    ),
+    Verifier(
+        "java-nimbus",
+        "java",
+        "nimbus",
+        "Java Nimbus JOSE+JWT `JWKSourceBuilder` + `DefaultJWTProcessor`",
+        NO_EDDSA,
+        True,
+        "cache-ttl",
+        "`cache(ttl, refreshTimeout)` (default 5 min), `rateLimited` (default one refetch per 30 s)",
+    ),
+    Verifier(
+        "js-jose",
+        "js",
+        "jose",
+        "node `jose` `createRemoteJWKSet`",
+        ALL,
+        True,
+        "cache-ttl",
+        "`cacheMaxAge` (default 10 min), `cooldownDuration` (default 30 s)",
+    ),
+    Verifier(
+        "js-jwks-rsa",
+        "js",
+        "jwks-rsa",
+        "node `jwks-rsa` + `jsonwebtoken`",
+        NO_EDDSA,
+        True,
+        "cache-ttl",
+        "`cacheMaxAge` (default 10 min), `jwksRequestsPerMinute` (default 10)",
+    ),
+    Verifier(
+        "py-pyjwt",
+        "python",
+        "pyjwt",
+        "Python PyJWT `PyJWKClient`",
+        ALL,
+        True,
+        "cache-ttl",
+        "`lifespan` (default 300 s), `cooldown_duration` (default 30 s)",
+    ),
+    Verifier(
+        "py-authlib",
+        "python",
+        "authlib",
+        "Python `authlib.jose` (JWKS fetched by hand)",
+        ALL,
+        False,
+        "cache-ttl",
+        "your own fetch: authlib has no remote key set",
+    ),
+    Verifier(
+        "gw-oauth2-proxy",
+        "gateway",
+        "oauth2-proxy",
+        "oauth2-proxy v7.15.6 `skip_jwt_bearer_tokens` (discovery, go-oidc)",
+        ALL,
+        True,
+        "next-refetch",
+        "none: as go-oidc",
+        discovery=True,
+    ),
+    Verifier(
+        "gw-traefik",
+        "gateway",
+        "traefik",
+        "Traefik v3.5.0 ForwardAuth to `/verify`",
+        ALL,
+        None,
+        "at-once",
+        "none: the JWKS server checks every token",
+    ),
 )
 
 
@@ -74,9 +156,13 @@ def support_table() -> str:
         "|---|---|---|---|---|",
     ]
     for verifier in VERIFIERS:
-        algorithms = "all" if verifier.algorithms == ALL else ", ".join(
-            f"no {alg}" for alg in ALL if alg not in verifier.algorithms
-        ).replace("no ", "all but ", 1)
+        algorithms = (
+            "all"
+            if verifier.algorithms == ALL
+            else ", ".join(f"no {alg}" for alg in ALL if alg not in verifier.algorithms).replace(
+                "no ", "all but ", 1
+            )
+        )
         lines.append(
             f"| {verifier.label} | {algorithms} | {refetch[verifier.refetch_on_unknown_kid]} "
             f"| {removal[verifier.removal]} | {verifier.setting} |"

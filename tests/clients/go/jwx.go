@@ -1,5 +1,6 @@
 package main
 
+// snippet:start jwx
 import (
 	"context"
 	"time"
@@ -9,33 +10,15 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwt"
 )
 
-func newJwx(ctx context.Context, ttl time.Duration) verifier {
+// jwxKeySet is a JWKS that a jwk.Cache refetches in the background every `ttl` (within
+// [ttl, ttl] the server's Cache-Control max-age is honoured). It does not refetch when a
+// token names an unknown kid: keep `ttl` well under prePublish.
+func jwxKeySet(ctx context.Context, url string, ttl time.Duration) (jwk.Set, error) {
 	cache, err := jwk.NewCache(ctx, httprc.NewClient())
 	if err != nil {
-		panic(err)
+		return nil, err
 	}
-	sets := map[string]jwk.CachedSet{}
-	return func(ctx context.Context, r request) (string, error) {
-		keys, ok := sets[r.JWKS]
-		if !ok {
-			var err error
-			if keys, err = jwxKeySet(ctx, cache, r.JWKS, ttl); err != nil {
-				return "", err
-			}
-			sets[r.JWKS] = keys
-		}
-		if _, err := jwxVerify(r.Token, keys, r.Issuer, r.Audience); err != nil {
-			return "", err
-		}
-		return tokenKid(r.Token), nil
-	}
-}
-
-// snippet:start jwx
-// jwxKeySet registers a JWKS URL with a jwk.Cache that refetches it in the background
-// every `ttl` (the server's Cache-Control max-age is honoured within [ttl, ttl]).
-func jwxKeySet(ctx context.Context, cache *jwk.Cache, url string, ttl time.Duration) (jwk.CachedSet, error) {
-	err := cache.Register(ctx, url, jwk.WithMinInterval(ttl), jwk.WithMaxInterval(ttl))
+	err = cache.Register(ctx, url, jwk.WithMinInterval(ttl), jwk.WithMaxInterval(ttl))
 	if err != nil {
 		return nil, err
 	}

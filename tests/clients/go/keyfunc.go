@@ -1,5 +1,6 @@
 package main
 
+// snippet:start keyfunc
 import (
 	"context"
 	"time"
@@ -9,27 +10,6 @@ import (
 	"golang.org/x/time/rate"
 )
 
-func newKeyfunc(ctx context.Context, ttl time.Duration) verifier {
-	funcs := map[string]keyfunc.Keyfunc{}
-	return func(ctx context.Context, r request) (string, error) {
-		k, ok := funcs[r.JWKS]
-		if !ok {
-			var err error
-			if k, err = keyfuncFor(ctx, r.JWKS, ttl); err != nil {
-				return "", err
-			}
-			funcs[r.JWKS] = k
-		}
-		token, err := keyfuncVerify(r.Token, k, r.Alg, r.Issuer, r.Audience)
-		if err != nil {
-			return "", err
-		}
-		kid, _ := token.Header["kid"].(string)
-		return kid, nil
-	}
-}
-
-// snippet:start keyfunc
 // keyfuncFor refreshes the JWKS every `ttl` in the background and at once (at most once a
 // second) when a token names a kid it does not know.
 func keyfuncFor(ctx context.Context, url string, ttl time.Duration) (keyfunc.Keyfunc, error) {

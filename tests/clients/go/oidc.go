@@ -1,31 +1,12 @@
 package main
 
+// snippet:start oidc
 import (
 	"context"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 )
 
-func newOidc(ctx context.Context) verifier {
-	verifiers := map[string]*oidc.IDTokenVerifier{}
-	return func(ctx context.Context, r request) (string, error) {
-		key := r.Issuer + " " + r.Alg
-		v, ok := verifiers[key]
-		if !ok {
-			var err error
-			if v, err = oidcVerifier(ctx, r.Issuer, r.Audience, r.Alg); err != nil {
-				return "", err
-			}
-			verifiers[key] = v
-		}
-		if _, err := v.Verify(ctx, r.Token); err != nil {
-			return "", err
-		}
-		return tokenKid(r.Token), nil
-	}
-}
-
-// snippet:start oidc
 // oidcVerifier discovers the JWKS from the issuer's /.well-known/openid-configuration.
 // go-oidc keeps the keys it fetched until a token names a kid it does not know (or fails
 // to verify with them): then it refetches the set once.

@@ -1,14 +1,8 @@
 package dev.jwks.clients;
 
-import com.nimbusds.jose.JWSAlgorithm;
 import com.nimbusds.jose.JWSObject;
-import com.nimbusds.jose.jwk.source.JWKSource;
-import com.nimbusds.jose.jwk.source.JWKSourceBuilder;
-import com.nimbusds.jose.proc.JWSVerificationKeySelector;
 import com.nimbusds.jose.proc.SecurityContext;
 import com.nimbusds.jose.util.JSONObjectUtils;
-import com.nimbusds.jwt.JWTClaimsSet;
-import com.nimbusds.jwt.proc.DefaultJWTClaimsVerifier;
 import com.nimbusds.jwt.proc.DefaultJWTProcessor;
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
@@ -17,7 +11,6 @@ import java.nio.charset.StandardCharsets;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
-import java.util.Set;
 
 /**
  * Verifies JWTs with Nimbus JOSE+JWT, driven over stdin/stdout.
@@ -30,31 +23,6 @@ import java.util.Set;
 public final class VerifyTokens {
   private VerifyTokens() {}
 
-  // snippet:start nimbus
-  /** A remote JWK set cached for {@code ttlMillis}, refetched on an unknown kid. */
-  static JWKSource<SecurityContext> keys(URL jwksUrl, long ttlMillis) {
-    return JWKSourceBuilder.create(jwksUrl)
-        .cache(ttlMillis, 5_000) // time to live, refresh timeout
-        .refreshAheadCache(false) // on by default: 30 s ahead, so the TTL must exceed 35 s
-        .rateLimited(false) // else at most one refetch per 30 s on an unknown kid
-        .retrying(true)
-        .build();
-  }
-
-  /** Pins the keyset's algorithm and requires exp, the issuer and the audience. */
-  static DefaultJWTProcessor<SecurityContext> processor(
-      JWKSource<SecurityContext> keys, String algorithm, String issuer, String audience) {
-    DefaultJWTProcessor<SecurityContext> processor = new DefaultJWTProcessor<>();
-    processor.setJWSKeySelector(
-        new JWSVerificationKeySelector<>(JWSAlgorithm.parse(algorithm), keys));
-    processor.setJWTClaimsSetVerifier(
-        new DefaultJWTClaimsVerifier<>(
-            audience,
-            new JWTClaimsSet.Builder().issuer(issuer).build(),
-            Set.of("exp")));
-    return processor;
-  }
-  // snippet:end nimbus
 
   public static void main(String[] args) throws Exception {
     long ttlMillis = (long) (Double.parseDouble(args[0]) * 1000);
@@ -74,8 +42,8 @@ public final class VerifyTokens {
                 url + " " + alg,
                 k -> {
                   try {
-                    return processor(
-                        keys(new URL(url), ttlMillis),
+                    return NimbusVerifier.processor(
+                        NimbusVerifier.keys(new URL(url), ttlMillis),
                         alg,
                         (String) request.get("issuer"),
                         (String) request.get("audience"));
