@@ -25,18 +25,12 @@ from typing import Any, Final
 
 import yaml
 
+from jwks_operator.server.runner import free_port
 from tests.clients.verifiers import Verifier
 
 CONFIGS: Final = Path(__file__).resolve().parent / "gateways"
 UPSTREAM_MARK: Final = "upstream:"
 _OPENER: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class _Upstream(BaseHTTPRequestHandler):

@@ -23,7 +23,6 @@ import hashlib
 import hmac
 import json
 import re
-import socket
 import subprocess
 import time
 from collections import defaultdict
@@ -39,6 +38,7 @@ from cryptography.hazmat.primitives import serialization
 
 from jwks_operator.core.keys import b64url, generate_key, load_private_key
 from jwks_operator.core.tokens import sign_token
+from jwks_operator.server.runner import free_port
 from tests.clients.build import (
     CACHE_ROOT,
     BuildError,
@@ -79,13 +79,6 @@ pytestmark = pytest.mark.timeout(900)
 
 def keyset_name(algorithm: str) -> str:
     return algorithm.lower()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Verifying(Protocol):
@@ -207,10 +200,10 @@ class Tokens:
         return state.active
 
     def valid(self, algorithm: str, kid: str) -> str:
-        key = self.active(algorithm)
-        assert key.kid == kid, (
-            f"{algorithm}: the state's active key is {key.kid}, the log said {kid}"
-        )
+        """A token of the key ``kid`` (the one the log just named active)."""
+        state = read_state(self.standalone.state_dir, NAMESPACE, keyset_name(algorithm))
+        key = state.find(kid)
+        assert key is not None, f"{algorithm}: key {kid} is not in the state any more"
         self.count += 1
         return sign_token(key.material, self.claims(algorithm))
 
