@@ -25,39 +25,31 @@ pytestmark = pytest.mark.skipif(NGINX is None, reason=WHY_NOT)
 KEY = material("RS256")
 POLICY = policy_json("RS256", claimHeaders={"email": "X-Auth-Email"})
 
-LOCATIONS = """
-        location / {{
-            auth_request /_verify;
-            auth_request_set $auth_subject $upstream_http_x_auth_subject;
-            auth_request_set $auth_issuer $upstream_http_x_auth_issuer;
-            auth_request_set $auth_kid $upstream_http_x_auth_kid;
-            auth_request_set $auth_email $upstream_http_x_auth_email;
-            proxy_set_header X-Auth-Subject $auth_subject;
-            proxy_set_header X-Auth-Issuer $auth_issuer;
-            proxy_set_header X-Auth-Kid $auth_kid;
-            proxy_set_header X-Auth-Email $auth_email;
-            proxy_pass http://127.0.0.1:{upstream};
-        }}
-        location /session/ {{
-            auth_request /_verify_cookie;
-            auth_request_set $auth_subject $upstream_http_x_auth_subject;
-            proxy_set_header X-Auth-Subject $auth_subject;
-            proxy_pass http://127.0.0.1:{upstream};
-        }}
-        location = /_verify {{
-            internal;
-            proxy_pass http://127.0.0.1:{verifier}/{namespace}/{name}/verify?audience=api;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-        }}
-        location = /_verify_cookie {{
-            internal;
-            proxy_pass http://127.0.0.1:{verifier}/{namespace}/{name}/verify?cookie=session&audience=web;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-        }}
+# The plain-nginx configuration of docs/gateways.md, verbatim (tests/clients/test_docs.py
+# checks the docs hold this file); the test only points it at its own server and upstream.
+DOCUMENTED = (Path(__file__).parent / "nginx-auth-request.conf").read_text()
+SESSION_LOCATIONS = """
+location /session/ {
+    auth_request /_verify_cookie;
+    auth_request_set $auth_subject $upstream_http_x_auth_subject;
+    proxy_set_header X-Auth-Subject $auth_subject;
+    proxy_pass http://backend;
+}
+location = /_verify_cookie {
+    internal;
+    proxy_pass http://127.0.0.1:8080/identity/auth/verify?cookie=session&audience=web;
+    proxy_pass_request_body off;
+    proxy_set_header Content-Length "";
+}
 """
+
+
+def locations(upstream: int, verifier: int) -> str:
+    text = DOCUMENTED + SESSION_LOCATIONS
+    assert f"/{NAMESPACE}/{NAME}/verify" in text
+    return text.replace("http://backend", f"http://127.0.0.1:{upstream}").replace(
+        "127.0.0.1:8080", f"127.0.0.1:{verifier}"
+    )
 
 
 class Upstream:
@@ -110,10 +102,8 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     keysets = {(NAMESPACE, NAME): configmap_data([KEY], POLICY)}
     try:
         async with running_server(keysets) as (server, _):
-            locations = LOCATIONS.format(
-                upstream=upstream_port, verifier=server.port, namespace=NAMESPACE, name=NAME
-            )
-            with running_nginx(NGINX, tmp_path, locations) as port:
+            config = locations(upstream_port, server.port)
+            with running_nginx(NGINX, tmp_path, config) as port:
                 async with aiohttp.ClientSession() as session:
                     yield Gateway(f"http://127.0.0.1:{port}", session, upstream)
     finally:
