@@ -236,8 +236,10 @@ def test_wiped_status_serves_nothing_until_the_operator_restores_it(
             time.sleep(0.02)
         watcher.wait_served(real)
     assert watcher.ever == real
-    keyset = operator.keyset("wiped")
-    assert keyset is not None and {k["kid"] for k in keyset["status"]["keys"]} == real
+    # The operator restores status.keys (it may land a moment after the server re-served).
+    operator.wait_keyset(
+        "wiped", lambda o: {k["kid"] for k in o.get("status", {}).get("keys") or ()} == real
+    )
 
 
 def test_verify_follows_the_same_rule(operator: OperatorUnderTest, port: int) -> None:

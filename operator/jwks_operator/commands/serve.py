@@ -93,14 +93,14 @@ def _handle(args: argparse.Namespace) -> int:
     if args.metrics_port is not None and args.metrics_port == args.port != 0:
         print("jwks-operator serve: --metrics-port must differ from --port", file=sys.stderr)
         return EXIT_USAGE
-    problem = kubeflags.kubeconfig_problem(args.kubeconfig)
-    if problem is not None:
-        print(f"jwks-operator serve: error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
+    try:  # local files first: a usage error here needs no cluster to be found
         tls = argtypes.tls_files(args)
     except TlsError as error:
         print(f"jwks-operator serve: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    problem = kubeflags.kubeconfig_problem(args.kubeconfig)
+    if problem is not None:
+        print(f"jwks-operator serve: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
         connection = load_connection(args.kubeconfig, args.context)
