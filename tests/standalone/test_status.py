@@ -5,6 +5,8 @@ that nobody rotates any more is called overdue (status exit 1, a warning from si
 import asyncio
 import json
 import os
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +16,16 @@ from jwks_operator.core.spec import parse_spec
 from jwks_operator.reconcile import reconcile
 from jwks_operator.standalone.status import keyset_status, read_status, status_document
 from jwks_operator.store.localdir import LocalDirStore, private_path, public_path
-from tests.standalone.support import leaks, private_values, read_state, run_cli
+from tests.standalone.support import (
+    StandaloneProcess,
+    http_get,
+    keyset_doc,
+    leaks,
+    private_values,
+    read_state,
+    run_cli,
+    write_config,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -122,3 +133,33 @@ def test_sign_warns_when_the_state_is_overdue(state_dir: Path) -> None:
     assert "may be past its rotation interval" in stale.stderr
     fresh = run_cli("sign", "--keyset", "default/fresh", "--state-dir", str(state_dir))
     assert fresh.returncode == 0 and fresh.stderr == ""
+
+
+def test_the_status_route_shows_where_a_running_keyset_stands(tmp_path: Path) -> None:
+    """``GET /{ns}/{name}/status`` of a running standalone: what ``status`` prints, plus the
+    readiness and the last event; live (``no-store``), read-only, never key material."""
+    config = write_config(
+        tmp_path / "keysets.yaml", keyset_doc(interval="1h", pre_publish="1s", retire_after="1h")
+    )
+    process = StandaloneProcess(tmp_path, config).started()
+    try:
+        status, headers, body = http_get(process.url("/default/demo/status"))
+        assert status == 200, body
+        assert headers["Cache-Control"] == "no-store"
+        document = json.loads(body)
+        kids = [key["kid"] for key in process.jwks()["keys"]]
+        assert (document["activeKid"], document["nextKid"]) == tuple(kids)
+        assert document["keyset"] == "default/demo"
+        assert [key["state"] for key in document["keys"]] == ["active", "next"]
+        assert document["ready"]["status"] is True
+        assert document["lastEvent"]["reason"] in ("Bootstrapped", "NextKeyCreated")
+        assert document["overdue"] is False and document["nextChange"]
+        assert leaks(body.decode(), private_values(read_state(process.state_dir))) == []
+        missing, _, answer = http_get(process.url("/default/nope/status"))
+        assert missing == 404 and json.loads(answer)["error"] == "not_found"
+        request = urllib.request.Request(process.url("/default/demo/status"), method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 405
+    finally:
+        process.stop()

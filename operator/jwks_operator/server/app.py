@@ -15,8 +15,8 @@ connection.
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Final, Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -114,6 +114,11 @@ def _verify_header(name: str, value: str) -> tuple[str, str] | None:
         return None
 
 
+StatusSource = Callable[[str, str], Mapping[str, Any] | None]
+"""``source(namespace, name)``: the keyset's status document (never key material), or None
+for a keyset it does not know. Called on the event loop: a lookup, no I/O."""
+
+
 class Responder:
     """Answers requests for one listener; see the module docstring."""
 
@@ -127,8 +132,10 @@ class Responder:
         serve_keysets: bool = True,
         serve_metrics: bool = True,
         limits: Limits | None = None,
+        status_source: StatusSource | None = None,
     ) -> None:
         self.store = store
+        self.status_source = status_source
         self.max_age = max_age
         self.verify_handler = verify_handler
         self.limits = limits or Limits()
@@ -136,6 +143,7 @@ class Responder:
             default_keyset=default_keyset,
             serve_keysets=serve_keysets,
             serve_metrics=serve_metrics,
+            serve_status=status_source is not None and serve_keysets,
         )
         self.metrics = store.metrics
         self.shutting_down = False
@@ -213,6 +221,8 @@ class Responder:
             return response
         if kind == routing.JWKS or kind == routing.OPENID:
             return self._document(route, request)
+        if kind == routing.STATUS:
+            return self._status(route)
         if kind == routing.HEALTHZ:
             return _simple(200, b'{"status":"ok"}')
         if kind == routing.READYZ:
@@ -223,6 +233,14 @@ class Responder:
             return _simple(200, self.metrics.render(), METRICS_CONTENT_TYPE)
         # The asterisk target (OPTIONS *) reaches here only with another method.
         return _error(404, "not_found", "no such route")
+
+    def _status(self, route: Route) -> web.Response:
+        """The status document: live data, so never cached by anyone (``no-store``)."""
+        assert self.status_source is not None  # the router serves the route only then
+        document = self.status_source(route.namespace, route.name)
+        if document is None:
+            return _error(404, "not_found", f"no keyset {route.namespace}/{route.name}")
+        return _simple(200, json.dumps(document, separators=(",", ":")).encode())
 
     def _entry(self, route: Route) -> KeySetEntry | web.Response:
         snapshot = self.store.snapshot

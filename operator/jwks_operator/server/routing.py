@@ -20,6 +20,8 @@ VERIFY_PREFIX: Final = "verify_prefix"
 """``/{ns}/{name}/verify/<anything>``: Envoy's ext_authz HTTP service appends the client's
 path (and query) to its ``path_prefix``. The tail is the client's: never decoded, and the
 query is not passed to the verify handler (it would be client-chosen policy overrides)."""
+STATUS: Final = "status"
+"""``/{ns}/{name}/status``: a read-only view of where a keyset stands (standalone only)."""
 HEALTHZ: Final = "healthz"
 READYZ: Final = "readyz"
 METRICS: Final = "metrics"
@@ -77,11 +79,13 @@ class Router:
         default_keyset: tuple[str, str] | None = None,
         serve_keysets: bool = True,
         serve_metrics: bool = True,
+        serve_status: bool = False,
         cache_size: int = 4096,
     ) -> None:
         self._cache: dict[str, Route] = {}
         self._cache_size = cache_size
         self._serve_keysets = serve_keysets
+        self._serve_status = serve_status
         self._static: dict[bytes, Route] = {
             b"/healthz": Route(HEALTHZ, label=HEALTHZ),
             b"/readyz": Route(READYZ, label=READYZ),
@@ -130,8 +134,10 @@ class Router:
             return ROUTE_NOT_FOUND
         if len(segments) == 5:
             kind = _DOCUMENTS.get(segments[4]) if segments[3] == _WELL_KNOWN else None
+        elif segments[3] == b"verify":
+            kind = VERIFY
         else:
-            kind = VERIFY if segments[3] == b"verify" else None
+            kind = STATUS if segments[3] == b"status" and self._serve_status else None
         if kind is None:
             return ROUTE_NOT_FOUND
         namespace, name = segments[1], segments[2]

@@ -6,7 +6,8 @@ files): both build a ``SnapshotStore``, keep it current, and call ``run_server``
 ``ServerSettings(host, port, metrics_port=None, max_age=300, default_keyset=None,
 limits=Limits(), tls=None)``: what to listen on and how to answer; ``tls`` is a
 ``TlsFiles`` (https on every listener, reloaded when the files change).
-``JwksServer(store, settings, *, verify_handler=handle_verify)``: ``await start()`` binds
+``JwksServer(store, settings, *, verify_handler=handle_verify, status_source=None)``
+(``status_source``: standalone's ``/{ns}/{name}/status`` route): ``await start()`` binds
 (port 0 picks a free port: see ``ports``), ``await shutdown()`` stops accepting, closes
 idle connections, lets requests already received or half received finish (up to
 ``limits.shutdown_grace`` seconds) and closes the rest through aiohttp's runner.
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from jwks_operator.server.app import Responder, VerifyHandler
+from jwks_operator.server.app import Responder, StatusSource, VerifyHandler
 from jwks_operator.server.connections import GuardedServer, Limits
 from jwks_operator.server.snapshot import SnapshotStore
 from jwks_operator.server.tls import CertificateReloader, TlsFiles, load_context
@@ -57,6 +58,7 @@ class JwksServer:
         settings: ServerSettings,
         *,
         verify_handler: VerifyHandler | None = handle_verify,
+        status_source: StatusSource | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -70,6 +72,7 @@ class JwksServer:
                 verify_handler=verify_handler,
                 serve_metrics=not separate_metrics,
                 limits=limits,
+                status_source=status_source,
             )
         ]
         if separate_metrics:

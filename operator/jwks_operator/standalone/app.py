@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from jwks_operator.core.contract import NEXT_CHANGE_ANNOTATION
 from jwks_operator.core.guard import UnsafeJwksError
@@ -118,8 +118,15 @@ class Standalone:
 
         return publish
 
+    def status_of(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ``/{ns}/{name}/status`` document of a configured keyset (a lookup)."""
+        runner = self.runners.get((namespace, name))
+        return runner.status if runner is not None else None
+
     def _start_runner(self, keyset: KeySetConfig) -> KeySetRunner:
-        runner = KeySetRunner(keyset, self._store_for(keyset), self.clock)
+        runner = KeySetRunner(
+            keyset, self._store_for(keyset), self.clock, state_dir=self.options.state_dir
+        )
         self.runners[keyset.id] = runner
         runner.start()
         return runner
@@ -261,7 +268,8 @@ async def run(options: Options, config: StandaloneConfig, publish_dir: PublishDi
         default_keyset=options.default_keyset,
         tls=options.tls,
     )
-    server = JwksServer(snapshots, settings)
+    app = Standalone(options, config, snapshots, publish_dir)  # writes nothing until start()
+    server = JwksServer(snapshots, settings, status_source=app.status_of)
     try:
         await server.start()
     except TlsError as error:  # the files changed since the command line was checked
@@ -271,7 +279,6 @@ async def run(options: Options, config: StandaloneConfig, publish_dir: PublishDi
     except OSError as error:
         await server.shutdown()
         raise CannotListen(options.host, options.port, error) from None
-    app = Standalone(options, config, snapshots, publish_dir)
     stop = asyncio.Event()
     app.install_signal_handlers(stop)
     try:

@@ -12,7 +12,8 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 from jwks_operator.core.guard import UnsafeJwksError
 from jwks_operator.core.state import CorruptStateError
@@ -20,6 +21,7 @@ from jwks_operator.core.timefmt import format_time
 from jwks_operator.logs import keyset_extra
 from jwks_operator.reconcile import Outcome, reconcile
 from jwks_operator.standalone.config import KeySetConfig
+from jwks_operator.standalone.status import read_keyset_status, status_document
 from jwks_operator.store.base import KeySetStore
 
 logger = logging.getLogger("jwks_operator.standalone")
@@ -38,11 +40,18 @@ class KeySetRunner:
         keyset: KeySetConfig,
         store: KeySetStore,
         clock: Callable[[], datetime],
+        state_dir: Path | None = None,
     ) -> None:
         self.keyset = keyset
+        self.state_dir = state_dir
+        """Where the store keeps the files: the status is read back from them."""
         self.store = store
         self.clock = clock
         self.last_outcome: Outcome | None = None
+        self.status: dict[str, Any] | None = None
+        """What ``/{ns}/{name}/status`` serves: the keyset's status document (kids, states,
+        times: never key material), refreshed after every reconcile."""
+        self._last_event: dict[str, str] | None = None
         self.first_attempt = asyncio.Event()
         """Set once the first reconcile has been tried, whatever its result."""
         self._wake = asyncio.Event()
@@ -95,12 +104,37 @@ class KeySetRunner:
         self._failures = 0
         self.last_outcome = outcome
         log_outcome(keyset.label, outcome)
+        await self._refresh_status(outcome)
         if not outcome.ready.status:
             return NOT_READY_RETRY
         if outcome.next_change is None:
             return MAX_SLEEP
         seconds = (outcome.next_change - self.clock()).total_seconds()
         return min(max(seconds, MIN_SLEEP), MAX_SLEEP)
+
+    async def _refresh_status(self, outcome: Outcome) -> None:
+        """Re-read this keyset's status from its files (off the loop) after a reconcile."""
+        now = self.clock()
+        if outcome.events:
+            event = outcome.events[-1]
+            self._last_event = {
+                "time": format_time(now),
+                "type": event.type,
+                "reason": event.reason,
+                "message": event.message,
+            }
+        if self.state_dir is None:
+            return
+        namespace, name = self.keyset.namespace, self.keyset.name
+        status = await asyncio.to_thread(read_keyset_status, self.state_dir, namespace, name, now)
+        (document,) = status_document([status])["keysets"]
+        document["ready"] = {
+            "status": outcome.ready.status,
+            "reason": outcome.ready.reason,
+            "message": outcome.ready.message,
+        }
+        document["lastEvent"] = self._last_event
+        self.status = document
 
 
 def log_outcome(label: str, outcome: Outcome) -> None:

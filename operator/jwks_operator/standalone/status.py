@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from jwks_operator.core.state import CorruptStateError, KeySetState, state_from_json
 from jwks_operator.core.timefmt import format_time, parse_time
-from jwks_operator.store.localdir import PRIVATE_SUFFIX, public_path
+from jwks_operator.store.localdir import PRIVATE_SUFFIX, private_path, public_path
 
 _EVENT_OF: Final = {
     "createdAt": "created",
@@ -95,24 +95,26 @@ def keyset_status(
     return summarize(keyset, state, next_change_of(public_record), now)
 
 
+def read_keyset_status(state_dir: Path, namespace: str, name: str, now: datetime) -> KeySetStatus:
+    """One keyset's status from its two files in an already checked state directory."""
+    keyset = f"{namespace}/{name}"
+    try:
+        keys_json = private_path(state_dir, namespace, name).read_bytes()
+    except OSError as error:
+        return KeySetStatus(keyset, None, None, (), None, False, None, problem=str(error.strerror))
+    try:
+        public_record: bytes | None = public_path(state_dir, namespace, name).read_bytes()
+    except OSError:
+        public_record = None
+    return keyset_status(keyset, keys_json, public_record, now)
+
+
 def read_status(state_dir: Path, now: datetime) -> list[KeySetStatus]:
     """Every keyset in an already checked state directory, sorted by ``namespace/name``."""
     statuses = []
     for path in sorted(state_dir.glob(f"*_*{PRIVATE_SUFFIX}")):
         namespace, _, name = path.name.removesuffix(PRIVATE_SUFFIX).partition("_")
-        keyset = f"{namespace}/{name}"
-        try:
-            keys_json = path.read_bytes()
-        except OSError as error:
-            statuses.append(
-                KeySetStatus(keyset, None, None, (), None, False, None, problem=str(error.strerror))
-            )
-            continue
-        try:
-            public_record: bytes | None = public_path(state_dir, namespace, name).read_bytes()
-        except OSError:
-            public_record = None
-        statuses.append(keyset_status(keyset, keys_json, public_record, now))
+        statuses.append(read_keyset_status(state_dir, namespace, name, now))
     return statuses
 
 
