@@ -25,7 +25,6 @@ from tests.controlplane import cluster as controlplane
 from tests.e2e_cluster import kube
 from tests.e2e_cluster.workloads import LocalWorkloads
 
-GROUP = "cluster"
 LOCAL_ONLY = (
     "needs the local control plane of tests/controlplane (kills or restarts its processes "
     "or the workload processes); not run against an external cluster"
@@ -37,7 +36,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if str(item.fspath).startswith(here):
             item.add_marker(pytest.mark.cluster)
-            item.add_marker(pytest.mark.xdist_group(GROUP))
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import time
 from tests.e2e_cluster import kube
 from tests.e2e_cluster.conftest import Workloads
 
+pytestmark = kube.ONE_WORKER
 NS = kube.KEYS_NAMESPACE
 
 
