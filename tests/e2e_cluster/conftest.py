@@ -8,8 +8,9 @@ cluster and ``JWKS_E2E_CLUSTER=1`` the suite runs there instead, with the image 
 the workloads as pods; the tests that need to kill or restart a control-plane process or a
 workload process are then skipped with that reason (they need the local control plane).
 
-All tests of this folder form one xdist group, so one worker runs them in file order
-against one control plane while the other worker runs the rest of the suite.
+`make test` runs this folder in its own pytest process after the rest of the suite (no
+xdist), so the tests run in file order against one control plane: the chart's uninstall
+test (test_chart.py) before the workloads authenticate as the release's ServiceAccounts.
 """
 
 from __future__ import annotations

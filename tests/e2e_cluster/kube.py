@@ -25,17 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 import yaml
 
 from tests.deploy.support import CHART, EXAMPLES, helm_binary
 
 T = TypeVar("T")
-
-ONE_WORKER = pytest.mark.xdist_group("cluster")
-"""Every module of the suite carries it: with ``--dist loadgroup`` one xdist worker runs the
-whole suite, in file order, against one control plane (a mark added by a conftest hook
-came too late for xdist's scheduler when the whole tests/ tree was collected)."""
 
 EXTERNAL = bool(os.environ.get("KUBECONFIG")) and os.environ.get("JWKS_E2E_CLUSTER") == "1"
 RELEASE = os.environ.get("JWKS_E2E_RELEASE", "jwks-e2e")

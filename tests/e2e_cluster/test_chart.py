@@ -13,7 +13,7 @@ import yaml
 from tests.deploy.support import CRD_DIR, EXAMPLES
 from tests.e2e_cluster import kube
 
-pytestmark = [kube.ONE_WORKER, pytest.mark.usefixtures("installed")]
+pytestmark = pytest.mark.usefixtures("installed")
 CRD = "jwkskeysets.jwks.dev"
 
 

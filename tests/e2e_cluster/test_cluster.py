@@ -19,7 +19,7 @@ from jwks_operator.core import contract
 from tests.e2e_cluster import kube
 from tests.e2e_cluster.conftest import Workloads
 
-pytestmark = [kube.ONE_WORKER, pytest.mark.usefixtures("installed", "workloads")]
+pytestmark = pytest.mark.usefixtures("installed", "workloads")
 NS = kube.KEYS_NAMESPACE
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests.deploy.test_crd_semantics import DURATIONS, INVALID, VALID, core_accepts
 from tests.e2e_cluster import kube
 
-pytestmark = [kube.ONE_WORKER, pytest.mark.usefixtures("installed")]
+pytestmark = pytest.mark.usefixtures("installed")
 NS = kube.KEYS_NAMESPACE
 COLLECTION = f"/apis/jwks.dev/v1alpha1/namespaces/{NS}/jwkskeysets"
 

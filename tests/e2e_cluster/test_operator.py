@@ -14,7 +14,7 @@ import pytest
 from jwks_operator.core import contract
 from tests.e2e_cluster import kube
 
-pytestmark = [kube.ONE_WORKER, pytest.mark.usefixtures("workloads")]
+pytestmark = pytest.mark.usefixtures("workloads")
 NS = kube.KEYS_NAMESPACE
 LONG = {"interval": "1h", "prePublish": "2s", "retireAfter": "1h"}
 

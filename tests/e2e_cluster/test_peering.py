@@ -14,7 +14,6 @@ import time
 from tests.e2e_cluster import kube
 from tests.e2e_cluster.conftest import Workloads
 
-pytestmark = kube.ONE_WORKER
 NS = kube.KEYS_NAMESPACE
 
 

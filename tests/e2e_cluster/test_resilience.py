@@ -27,7 +27,7 @@ from tests.controlplane.cluster import ControlPlane, admin_ssl_context
 from tests.e2e_cluster import kube
 from tests.e2e_cluster.conftest import Workloads
 
-pytestmark = [kube.ONE_WORKER, pytest.mark.usefixtures("workloads")]
+pytestmark = pytest.mark.usefixtures("workloads")
 NS = kube.KEYS_NAMESPACE
 # Seconds: each key signs for INTERVAL, is served PRE_PUBLISH before and RETIRE_AFTER after.
 INTERVAL, PRE_PUBLISH, RETIRE_AFTER = 10, 3, 12
