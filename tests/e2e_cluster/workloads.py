@@ -29,6 +29,7 @@ from tests.support.cluster import SOURCE_ROOT, CliProcess
 
 FORBIDDEN: Final = re.compile(r"(?<![\d,.:])403\b|Forbidden|forbidden")
 """A 403 (not the milliseconds of a timestamp like ``21:20:06,403``)."""
+TERMINATING: Final = "because it is being terminated"
 TIMESTAMP: Final = re.compile(r"(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)")
 
 
@@ -114,18 +115,26 @@ class LocalWorkloads:
         process = self._start("server", [*argv, *extra], self.kubeconfig_for(account))
         return process, f"http://127.0.0.1:{port}"
 
-    def forbidden_lines(self) -> list[str]:
-        """Every log line of every workload so far that reports a 403.
+    def log_sizes(self) -> dict[Path, int]:
+        """How far each workload's log has got: where a test's own lines start."""
+        return {p.log_path: len(p.output()) for p in self.processes}
 
-        Except during a control-plane outage the fault tests caused (``plane.outages``):
-        a kube-apiserver that is starting denies requests until its RBAC cache has synced,
-        and a client that retries them is right to. A 403 that outlives the outage is
-        reported like any other.
+    def forbidden_lines(self, since: dict[Path, int] | None = None) -> list[str]:
+        """Every log line (after ``since``) of every workload that reports a 403.
+
+        Except two kinds that are no missing permission:
+        - during a control-plane outage the fault tests caused (``plane.outages``): a
+          kube-apiserver that is starting denies requests until its RBAC cache has synced,
+          and a client that retries them is right to;
+        - the NamespaceLifecycle plugin's refusal to create anything in a namespace that is
+          being deleted ("... because it is being terminated").
+        A 403 that outlives an outage is reported like any other.
         """
         found = []
         for process in self.processes:
-            for line in process.output().splitlines():
-                if not FORBIDDEN.search(line):
+            text = process.output()[(since or {}).get(process.log_path, 0) :]
+            for line in text.splitlines():
+                if not FORBIDDEN.search(line) or TERMINATING in line:
                     continue
                 when = _when(line)
                 if when is not None and any(

@@ -102,3 +102,39 @@ async def test_a_server_that_keeps_refusing_is_given_up_on(serve) -> None:  # ty
     finally:
         await client.close()
     assert raised.value.status == 429 and len(api.times) == RETRY_ATTEMPTS
+
+
+async def test_a_refusal_in_a_terminating_namespace_is_told_apart_from_rbac(serve) -> None:  # type: ignore[no-untyped-def]
+    """What kube-apiserver's NamespaceLifecycle answers (seen in tests/e2e_cluster): a 403
+    whose cause says the namespace is being deleted, recognisable even for a Secret write,
+    whose message is withheld."""
+
+    class Terminating(FakeApi):
+        async def handle(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+            self.times.append(time.monotonic())
+            body = {
+                "kind": "Status",
+                "status": "Failure",
+                "reason": "Forbidden",
+                "code": 403,
+                "message": 'secrets "x" is forbidden: unable to create new content in '
+                "namespace doomed because it is being terminated",
+                "details": {
+                    "causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace"}]
+                },
+            }
+            return aiohttp.web.json_response(body, status=403)
+
+    client = await serve(Terminating([]))
+    plain = await serve(FakeApi([(403, {})]))  # a 403 without that cause: RBAC
+    try:
+        with pytest.raises(KubeApiError) as raised:
+            await client.create("/api/v1/namespaces/doomed/secrets", {"kind": "Secret"})
+        with pytest.raises(KubeApiError) as rbac:
+            await plain.get("/api/v1/namespaces/doomed/secrets/x")
+    finally:
+        await client.close()
+        await plain.close()
+    assert raised.value.namespace_terminating
+    assert "terminated" not in raised.value.message  # a Secret write: the message is withheld
+    assert not rbac.value.namespace_terminating

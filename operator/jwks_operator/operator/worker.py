@@ -104,6 +104,12 @@ class KeySetWorker:
             except asyncio.CancelledError:
                 raise
             except KubeApiError as error:
+                if error.namespace_terminating:
+                    # The namespace (and this keyset with it) is being deleted: repairing
+                    # what its deletion removes would only be refused again.
+                    self.logger.info("The namespace is being deleted; not repairing its objects")
+                    reasons = await self.sleep(self.runtime.resync, "resync")
+                    continue
                 if error.conflict and conflicts < CONFLICT_RETRIES:
                     # A concurrent write (or our own stale read): read again, quietly.
                     conflicts += 1

@@ -31,6 +31,7 @@ import aiohttp
 MERGE_PATCH: Final = "application/merge-patch+json"
 _TIMEOUT: Final = aiohttp.ClientTimeout(total=30, sock_connect=10)
 _MESSAGE_LIMIT: Final = 300
+NAMESPACE_TERMINATING: Final = "NamespaceTerminating"
 RETRY_ATTEMPTS: Final = 5
 """Attempts of one call while the API server answers 429 (or 5xx with Retry-After)."""
 RETRY_AFTER_MAX: Final = 10.0
@@ -76,11 +77,30 @@ EndpointProvider = Callable[[bool], Awaitable[Endpoint]]
 class KubeApiError(Exception):
     """A failed API call: HTTP status, the API's reason (``Conflict``...) and its message."""
 
-    def __init__(self, status: int, reason: str, message: str, *, method: str, path: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        *,
+        method: str,
+        path: str,
+        causes: tuple[str, ...] = (),
+    ) -> None:
         self.status = status
         self.reason = reason
         self.message = message[:_MESSAGE_LIMIT]
+        self.causes = causes
+        """The ``reason`` of each ``details.causes`` entry: enum words, safe to keep even
+        where the message is withheld (a Secret write)."""
         super().__init__(f"{method} {path}: {status} {reason}: {self.message}")
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """403 from the NamespaceLifecycle admission plugin: the namespace is being deleted,
+        so nothing may be created in it. Not a missing permission, and nothing to repair:
+        the keyset goes with its namespace."""
+        return self.status == 403 and NAMESPACE_TERMINATING in self.causes
 
     @property
     def conflict(self) -> bool:
@@ -207,6 +227,7 @@ def _decode(status: int, text: str, method: str, path: str) -> dict[str, Any]:
 
 def _error(status: int, text: str, method: str, path: str) -> KubeApiError:
     reason, message = "", text
+    causes: tuple[str, ...] = ()
     try:
         document = json.loads(text)
     except ValueError:
@@ -214,10 +235,20 @@ def _error(status: int, text: str, method: str, path: str) -> KubeApiError:
     if isinstance(document, dict):
         reason = str(document.get("reason") or "")
         message = str(document.get("message") or "")
+        details = document.get("details")
+        found = details.get("causes") if isinstance(details, dict) else None
+        if isinstance(found, list):
+            causes = tuple(
+                str(cause["reason"])
+                for cause in found
+                if isinstance(cause, dict) and isinstance(cause.get("reason"), str)
+            )
     if method != "GET" and "/secrets" in path:
         # An admission webhook or a proxy may quote the request in its answer; for a
         # Secret write that would be key material on its way to an Event and a log line.
         message = "(the API's message is not shown for Secret writes)"
     elif "PRIVATE KEY" in message:
         message = "(the API's message is not shown: it quotes key material)"
-    return KubeApiError(status, reason or f"HTTP{status}", message, method=method, path=path)
+    return KubeApiError(
+        status, reason or f"HTTP{status}", message, method=method, path=path, causes=causes
+    )
