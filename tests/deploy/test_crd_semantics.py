@@ -28,6 +28,14 @@ from tests.deploy.support import (
 EXAMPLE_FILES = sorted(EXAMPLES.glob("keyset-*.yaml"))
 
 
+def rotation_spec(
+    interval: str | None, pre_publish: str | None, retire_after: str | None
+) -> dict[str, Any]:
+    """A spec with only the rotation durations that are given (None: left to the default)."""
+    given = (("interval", interval), ("prePublish", pre_publish), ("retireAfter", retire_after))
+    return {"rotation": {key: value for key, value in given if value is not None}}
+
+
 def core_accepts(spec: Any, name: str = "auth") -> bool:
     try:
         parse_spec(name, spec)
@@ -241,14 +249,5 @@ def test_durations_are_judged_alike_by_the_crd_and_the_core(
     """Any duration text, in any combination: the CRD (pattern, CEL range and ordering rules,
     defaults) accepts it exactly when parse_spec does. Fractions stop at the millisecond:
     below a microsecond Python's timedelta and CEL both round to zero where Go would not."""
-    rotation = {
-        key: value
-        for key, value in (
-            ("interval", interval),
-            ("prePublish", pre_publish),
-            ("retireAfter", retire_after),
-        )
-        if value is not None
-    }
-    spec = {"rotation": rotation}
-    assert (api_server_verdict(keyset(spec)) == []) == core_accepts(spec), rotation
+    spec = rotation_spec(interval, pre_publish, retire_after)
+    assert (api_server_verdict(keyset(spec)) == []) == core_accepts(spec), spec

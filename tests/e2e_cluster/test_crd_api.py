@@ -14,7 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.deploy.test_crd_semantics import DURATIONS, INVALID, VALID, core_accepts
+from tests.deploy.test_crd_semantics import (
+    DURATIONS,
+    INVALID,
+    VALID,
+    core_accepts,
+    rotation_spec,
+)
 from tests.e2e_cluster import kube
 
 pytestmark = pytest.mark.usefixtures("installed")
@@ -134,15 +140,6 @@ def test_status_is_ignored_on_the_main_resource_and_written_only_through_the_sub
 def test_durations_are_judged_alike_by_the_api_server_and_the_core(
     interval: str | None, pre_publish: str | None, retire_after: str | None
 ) -> None:
-    rotation = {
-        key: value
-        for key, value in (
-            ("interval", interval),
-            ("prePublish", pre_publish),
-            ("retireAfter", retire_after),
-        )
-        if value is not None
-    }
-    spec = {"rotation": rotation}
+    spec = rotation_spec(interval, pre_publish, retire_after)
     status, body = dry_run(spec)
-    assert (status == 201) == core_accepts(spec), (rotation, body.get("message"))
+    assert (status == 201) == core_accepts(spec), (spec, body.get("message"))

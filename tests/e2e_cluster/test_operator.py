@@ -43,6 +43,19 @@ def event_reasons(name: str, namespace: str = NS) -> list[str]:
     return [event["reason"] for event in events]
 
 
+def patch_spec(name: str, spec: dict[str, Any]) -> None:
+    body = json.dumps({"spec": spec})
+    kube.kubectl("-n", NS, "patch", "jwks", name, "--type=merge", "-p", body)
+
+
+def ready_at(name: str, generation: int, what: str) -> dict[str, Any]:
+    """The keyset once Ready for ``generation`` (the operator has acted on that spec)."""
+    return kube.wait_for(
+        what,
+        lambda: (o := kube.ready(NS, name)) and o["metadata"]["generation"] == generation and o,
+    )
+
+
 def condition_reason(obj: dict[str, Any], kind: str = "Ready") -> str:
     for condition in obj.get("status", {}).get("conditions", []):
         if condition["type"] == kind:
@@ -64,38 +77,14 @@ def test_kubectl_wait_for_ready_as_the_readme_says() -> None:
 
 def test_revoking_next_then_active_withdraws_them_at_once() -> None:
     status = create("revoke")["status"]
-    kube.kubectl(
-        "-n",
-        NS,
-        "patch",
-        "jwks",
-        "revoke",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"revokedKeys": [status["nextKid"]]}}),
-    )
-    revised = kube.wait_for(
-        "the next key replaced",
-        lambda: (o := kube.ready(NS, "revoke")) and o["metadata"]["generation"] == 2 and o,
-    )["status"]
+    patch_spec("revoke", {"revokedKeys": [status["nextKid"]]})
+    revised = ready_at("revoke", 2, "the next key replaced")["status"]
     assert revised["activeKid"] == status["activeKid"]
     assert status["nextKid"] not in published_kids("revoke-jwks")
     assert status["nextKid"] not in stored_kids("revoke-signing")
 
-    kube.kubectl(
-        "-n",
-        NS,
-        "patch",
-        "jwks",
-        "revoke",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"revokedKeys": [status["nextKid"], status["activeKid"]]}}),
-    )
-    final = kube.wait_for(
-        "a new active key",
-        lambda: (o := kube.ready(NS, "revoke")) and o["metadata"]["generation"] == 3 and o,
-    )["status"]
+    patch_spec("revoke", {"revokedKeys": [status["nextKid"], status["activeKid"]]})
+    final = ready_at("revoke", 3, "a new active key")["status"]
     assert final["activeKid"] not in (status["activeKid"], status["nextKid"])
     assert status["activeKid"] not in published_kids("revoke-jwks")
     signing = kube.secret_data(NS, "revoke-signing")[contract.SECRET_SIGNING_KID].strip()
@@ -148,20 +137,8 @@ def test_deleted_secret_keeps_the_published_keys_and_makes_a_new_active_key() ->
 
 def test_renamed_targets_keep_the_keys_and_release_the_old_objects() -> None:
     before = create("renamed")["status"]
-    kube.kubectl(
-        "-n",
-        NS,
-        "patch",
-        "jwks",
-        "renamed",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"secretName": "renamed-v2", "configMapName": "renamed-v2"}}),
-    )
-    after = kube.wait_for(
-        "Ready after the rename",
-        lambda: (o := kube.ready(NS, "renamed")) and o["metadata"]["generation"] == 2 and o,
-    )["status"]
+    patch_spec("renamed", {"secretName": "renamed-v2", "configMapName": "renamed-v2"})
+    after = ready_at("renamed", 2, "Ready after the rename")["status"]
     assert (after["activeKid"], after["nextKid"]) == (before["activeKid"], before["nextKid"])
     assert stored_kids("renamed-v2") == stored_kids("renamed-signing")
     kube.wait_for("the Released event", lambda: "Released" in event_reasons("renamed"))
