@@ -173,7 +173,7 @@ def gateway_log(name: str) -> Path:
     return gateway_binary(name).with_name("build.log")
 
 
-def build_gateway(name: str, timeout: float = 1800.0, *, retry: bool = False) -> Path:
+def build_gateway(name: str, timeout: float = 900.0, *, retry: bool = False) -> Path:
     """The gateway's binary, built (once) from its pinned module; the log says why not.
 
     A failed build leaves its log, and is not tried again on the next run (a gateway build
