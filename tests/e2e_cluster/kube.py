@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from tests.controlplane.cluster import free_port
 from tests.deploy.support import CHART, EXAMPLES, helm_binary
 
 T = TypeVar("T")
@@ -53,7 +54,7 @@ class Target:
     client_cert: tuple[Path, Path] | None = None
 
 
-__all__ = ["CHART", "EXAMPLES"]  # re-exported for the tests' helm calls
+__all__ = ["CHART", "EXAMPLES", "free_port"]  # re-exported for the tests' helm calls
 
 TARGET: Target | None = None
 KUBECTL: str | None = None
@@ -255,13 +256,6 @@ def api_request(
             return error.code, json.loads(raw)
         except ValueError:
             return error.code, {"message": raw.decode(errors="replace")}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager

@@ -192,17 +192,13 @@ def test_kill_9_in_the_middle_of_rotations_loses_no_key_and_breaks_no_token(
     assert probe.failures == [], probe.failures[:5]
     assert probe.checks > 50
     # No key lost: every key the server serves has its private half stored.
-    kube.wait_for(
-        "served keys to be stored keys",
-        lambda: served_kids(base_url(workloads), name) <= stored_kids(name),
-    )
+    with workloads.server_url() as base:
+        kube.wait_for(
+            "served keys to be stored keys",
+            lambda: served_kids(base, name) <= stored_kids(name),
+        )
     assert workloads.operator is None or workloads.operator.running
     assert workloads.server is None or workloads.server.running
-
-
-def base_url(workloads: Workloads) -> str:
-    with workloads.server_url() as base:
-        return base
 
 
 def test_watches_resumed_after_a_restart_and_compaction_relist_and_miss_nothing(
