@@ -147,6 +147,25 @@ async def read_response(reader: asyncio.StreamReader, *, head: bool = False) -> 
     return RawResponse(code, reason, headers, body, raw_head, header_list)
 
 
+async def rest_after_close(reader: asyncio.StreamReader) -> bytes:
+    """What the server sent before closing the connection, however it closed it.
+
+    A server that closes a connection the client is still writing to may end it
+    with a reset instead of a FIN (the kernel's answer to unread input); both are
+    "closed by the server". Data that arrived before the reset is kept.
+    """
+    rest = b""
+    async with asyncio.timeout(5):  # a server that never closes fails the test
+        while True:
+            try:
+                chunk = await reader.read(65536)
+            except ConnectionResetError:
+                return rest
+            if not chunk:
+                return rest
+            rest += chunk
+
+
 async def exchange(
     port: int,
     data: bytes | Sequence[bytes],

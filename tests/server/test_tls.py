@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from jwks_operator.server.snapshot import SnapshotStore
 from jwks_operator.server.tls import CertificateReloader, TlsError, TlsFiles, load_context
 from tests.server.conftest import MakeServer
-from tests.server.support import configmap_data, public_jwk, read_response
+from tests.server.support import configmap_data, public_jwk, read_response, rest_after_close
 
 JWKS_PATH = "/identity/auth/.well-known/jwks.json"
 REQUEST = f"GET {JWKS_PATH} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
@@ -136,7 +136,7 @@ async def test_https_with_a_generated_ca(
     # Plain HTTP to the TLS port gets no HTTP answer.
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(REQUEST)
-    assert b"200 OK" not in await asyncio.wait_for(reader.read(), 5)
+    assert b"200 OK" not in await rest_after_close(reader)
     writer.close()
 
 
