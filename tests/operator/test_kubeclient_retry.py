@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp.web
 import pytest
 
-from jwks_operator.store.kubeclient import (
+from jwks_operator.kube.client import (
     RETRY_ATTEMPTS,
     Endpoint,
     KubeApiError,

@@ -4,9 +4,11 @@ The emulator (tests/support/emulator.py) provides resourceVersions with 409 on s
 writes, labels, ownerReferences and a request log, which is what this adapter relies on.
 """
 
+import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,17 +20,20 @@ from jwks_operator.core.contract import (
     KEYSET_LABEL,
     KEYSET_UID_ANNOTATION,
     MANAGED_BY_LABEL,
+    MANAGED_SELECTOR,
     NEXT_CHANGE_ANNOTATION,
     SECRET_KEYS,
     SECRET_SIGNING_PEM,
 )
 from jwks_operator.core.spec import KeySetSpec, parse_spec
+from jwks_operator.kube.cache import ObjectCache
+from jwks_operator.kube.client import Endpoint, KubeApiError, KubeClient
 from jwks_operator.operator.wakeups import listed_kids
 from jwks_operator.reconcile import reconcile
 from jwks_operator.store.base import WriteOutcome
-from jwks_operator.store.kubeclient import Endpoint, KubeApiError, KubeClient
 from jwks_operator.store.kubernetes import (
     CONFIGMAP,
+    PLURALS,
     SECRET,
     KubernetesStore,
     Owner,
@@ -54,19 +59,50 @@ class Versions:
         self.seen.append(("status.keys", ",".join(sorted(kids)), ""))
 
 
+@pytest.fixture
+def cluster(make_cluster: Callable[..., EmulatedCluster]) -> EmulatedCluster:
+    """Frequent bookmarks, so that "the cache has caught up" is quick to know."""
+    return make_cluster(bookmark_interval=0.05)
+
+
 @pytest.fixture(autouse=True)
 def keyset(cluster: EmulatedCluster) -> None:
     """The JwksKeySet whose status the store writes the trust list to."""
     cluster.create(manifest("auth", algorithm="ES256"))
 
 
+@dataclass
+class Kube:
+    """The operator's client and its cache of Secrets and ConfigMaps, on the emulator."""
+
+    client: KubeClient
+    cache: ObjectCache
+    cluster: EmulatedCluster
+
+    async def caught_up(self) -> None:
+        """Wait until the cache has seen every change made so far (the API's bookmarks
+        carry its current resourceVersion)."""
+        target = await asyncio.to_thread(self.cluster.resource_version)
+        async with asyncio.timeout(10):
+            # Polls another task's state (no event to wait for).
+            while any(int(r.resource_version or 0) < target for r in self.cache.reflectors):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+
 @pytest.fixture
-async def client(cluster: EmulatedCluster) -> AsyncIterator[KubeClient]:
+async def client(cluster: EmulatedCluster) -> AsyncIterator[Kube]:
     async def endpoint(refresh: bool) -> Endpoint:
         return Endpoint(cluster.url, {"Authorization": f"Bearer {cluster.token}"})
 
     kube = KubeClient(endpoint)
-    yield kube
+    cache = ObjectCache(
+        kube, PLURALS, selector=MANAGED_SELECTOR, index_label=KEYSET_LABEL, namespaces=["default"]
+    )
+    task = asyncio.create_task(cache.run())
+    await asyncio.wait_for(cache.synced.wait(), 10)
+    yield Kube(kube, cache, cluster)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
     await kube.close()
 
 
@@ -74,8 +110,12 @@ def spec(**raw: Any) -> KeySetSpec:
     return parse_spec("auth", {"algorithm": "ES256", **raw})
 
 
-def store(client: KubeClient, keyset: KeySetSpec, **kwargs: Any) -> KubernetesStore:
-    return KubernetesStore(client, namespace="default", spec=keyset, owner=OWNER, **kwargs)
+async def store(kube: Kube, keyset: KeySetSpec, **kwargs: Any) -> KubernetesStore:
+    """A store for one reconcile, once the cache reflects every change the test made."""
+    await kube.caught_up()
+    return KubernetesStore(
+        kube.client, kube.cache, namespace="default", spec=keyset, owner=OWNER, **kwargs
+    )
 
 
 def writes(cluster: EmulatedCluster) -> list[str]:
@@ -87,11 +127,11 @@ def writes(cluster: EmulatedCluster) -> list[str]:
 
 
 async def test_reconcile_creates_labelled_hashed_objects_then_writes_nothing(
-    cluster: EmulatedCluster, client: KubeClient
+    cluster: EmulatedCluster, client: Kube
 ) -> None:
     keyset = spec()
     tracker = Versions()
-    first = await reconcile(keyset, store(client, keyset, tracker=tracker), clock=lambda: NOW)
+    first = await reconcile(keyset, await store(client, keyset, tracker=tracker), clock=lambda: NOW)
     assert first.ready.status and first.wrote
 
     secret = cluster.get("v1/secrets", "auth-signing")
@@ -120,7 +160,7 @@ async def test_reconcile_creates_labelled_hashed_objects_then_writes_nothing(
 
     before = writes(cluster)
     listed = listed_kids(status)
-    again = await reconcile(keyset, store(client, keyset, listed=listed), clock=lambda: NOW)
+    again = await reconcile(keyset, await store(client, keyset, listed=listed), clock=lambda: NOW)
     assert again.ready.status and not again.wrote
     assert writes(cluster) == before
     assert (
@@ -129,20 +169,18 @@ async def test_reconcile_creates_labelled_hashed_objects_then_writes_nothing(
     )
 
 
-async def test_hand_edits_are_detected_and_repaired(
-    cluster: EmulatedCluster, client: KubeClient
-) -> None:
+async def test_hand_edits_are_detected_and_repaired(cluster: EmulatedCluster, client: Kube) -> None:
     keyset = spec()
-    await reconcile(keyset, store(client, keyset), clock=lambda: NOW)
+    await reconcile(keyset, await store(client, keyset), clock=lambda: NOW)
     good = cluster.get("v1/configmaps", "auth-jwks")["data"]
     cluster.patch("v1/configmaps", "auth-jwks", {"data": {CONFIGMAP_JWKS: '{"keys":[]}'}})
     pem = base64.b64encode(b"not a key").decode()
     cluster.patch("v1/secrets", "auth-signing", {"data": {SECRET_SIGNING_PEM: pem}})
 
-    stored = await store(client, keyset).read()
+    stored = await (await store(client, keyset)).read()
     assert stored.public_intact is False
 
-    outcome = await reconcile(keyset, store(client, keyset), clock=lambda: NOW)
+    outcome = await reconcile(keyset, await store(client, keyset), clock=lambda: NOW)
     assert [n.event.reason for n in outcome.notices] == ["PublicKeysRepaired"]
     assert outcome.ready.reason == "PublicKeysRepaired"
     assert cluster.get("v1/configmaps", "auth-jwks")["data"] == good
@@ -151,7 +189,7 @@ async def test_hand_edits_are_detected_and_repaired(
 
 
 async def test_foreign_objects_are_a_conflict_and_never_written(
-    cluster: EmulatedCluster, client: KubeClient
+    cluster: EmulatedCluster, client: Kube
 ) -> None:
     cluster.create(
         {
@@ -162,7 +200,7 @@ async def test_foreign_objects_are_a_conflict_and_never_written(
         }
     )
     keyset = spec()
-    outcome = await reconcile(keyset, store(client, keyset), clock=lambda: NOW)
+    outcome = await reconcile(keyset, await store(client, keyset), clock=lambda: NOW)
     assert (outcome.ready.status, outcome.ready.reason) == (False, "NameConflict")
     assert "ConfigMap auth-jwks already exists" in outcome.ready.message
     assert writes(cluster) == []
@@ -179,7 +217,7 @@ async def test_foreign_objects_are_a_conflict_and_never_written(
     ids=["not-json", "not-utf8", "no-keys-json"],
 )
 async def test_unreadable_secret_is_corrupt_not_absent(
-    cluster: EmulatedCluster, client: KubeClient, data: dict[str, str]
+    cluster: EmulatedCluster, client: Kube, data: dict[str, str]
 ) -> None:
     cluster.create(
         {
@@ -194,16 +232,16 @@ async def test_unreadable_secret_is_corrupt_not_absent(
         }
     )
     keyset = spec()
-    outcome = await reconcile(keyset, store(client, keyset), clock=lambda: NOW)
+    outcome = await reconcile(keyset, await store(client, keyset), clock=lambda: NOW)
     assert (outcome.ready.status, outcome.ready.reason) == (False, "CorruptSecret")
     assert writes(cluster) == []
 
 
 async def test_deletion_policy_sets_and_removes_only_our_owner_reference(
-    cluster: EmulatedCluster, client: KubeClient
+    cluster: EmulatedCluster, client: Kube
 ) -> None:
     deleting = spec(deletionPolicy="Delete")
-    await reconcile(deleting, store(client, deleting), clock=lambda: NOW)
+    await reconcile(deleting, await store(client, deleting), clock=lambda: NOW)
     refs = cluster.get("v1/secrets", "auth-signing")["metadata"]["ownerReferences"]
     assert refs == [
         {
@@ -220,17 +258,17 @@ async def test_deletion_policy_sets_and_removes_only_our_owner_reference(
 
     retaining = spec()
     later = NOW + timedelta(seconds=1)
-    await reconcile(retaining, store(client, retaining), clock=lambda: later)
+    await reconcile(retaining, await store(client, retaining), clock=lambda: later)
     assert cluster.get("v1/secrets", "auth-signing")["metadata"]["ownerReferences"] == [foreign]
     assert "ownerReferences" not in cluster.get("v1/configmaps", "auth-jwks")["metadata"]
 
 
 async def test_a_concurrent_write_makes_ours_fail_with_409(
-    cluster: EmulatedCluster, client: KubeClient
+    cluster: EmulatedCluster, client: Kube
 ) -> None:
     keyset = spec()
-    await reconcile(keyset, store(client, keyset), clock=lambda: NOW)
-    racing = store(client, keyset)
+    await reconcile(keyset, await store(client, keyset), clock=lambda: NOW)
+    racing = await store(client, keyset)
     stored = await racing.read()
     assert stored.private_state
     cluster.patch("v1/secrets", "auth-signing", {"metadata": {"labels": {"touched": "yes"}}})
@@ -242,27 +280,27 @@ async def test_a_concurrent_write_makes_ours_fail_with_409(
 
 
 async def test_unchanged_data_with_missing_label_is_relabelled(
-    cluster: EmulatedCluster, client: KubeClient
+    cluster: EmulatedCluster, client: Kube
 ) -> None:
     keyset = spec()
-    await reconcile(keyset, store(client, keyset), clock=lambda: NOW)
+    await reconcile(keyset, await store(client, keyset), clock=lambda: NOW)
     data = decode_secret(cluster.get("v1/secrets", "auth-signing"))
     # Someone strips the managed-by label but keeps ours: still ours, label restored.
     cluster.patch("v1/secrets", "auth-signing", {"metadata": {"labels": {MANAGED_BY_LABEL: None}}})
-    adopted = store(client, keyset)
+    adopted = await store(client, keyset)
     assert (await adopted.read()).conflict is not None  # no managed-by: not provably ours
 
     cluster.patch(
         "v1/secrets", "auth-signing", {"metadata": {"labels": {MANAGED_BY_LABEL: "jwks-operator"}}}
     )
-    again = store(client, keyset)
+    again = await store(client, keyset)
     await again.read()
     assert await again.write_private(data) is WriteOutcome.UNCHANGED
 
 
 def test_api_messages_about_secret_writes_are_withheld() -> None:
     """A webhook that quotes the request must not carry key material into Events or logs."""
-    from jwks_operator.store.kubeclient import _error
+    from jwks_operator.kube.client import _error
 
     quoted = json.dumps({"reason": "Invalid", "message": 'denied: {"d": "SECRETVALUE"}'})
     secret_write = _error(422, quoted, "PATCH", "/api/v1/namespaces/ns/secrets/auth-signing")

@@ -188,11 +188,12 @@ def _two_contexts(path: Path) -> Path:
 def test_run_context_picks_the_named_context(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jwks_operator.operator.credentials import login_with_context
+    from jwks_operator.kube.config import load_credentials
+    from jwks_operator.operator.credentials import connection_info
     from jwks_operator.operator.settings import operator_settings
 
     monkeypatch.setenv("KUBECONFIG", str(_two_contexts(tmp_path / "config")))
-    info = login_with_context("b", operator_settings())
+    info = connection_info(load_credentials(context="b"), operator_settings())
     assert info.server == "http://127.0.0.1:2"
     assert info.token == "token-b"
 

@@ -1,7 +1,7 @@
 """``jwks-operator run``: the Kubernetes operator (Kopf) that reconciles JwksKeySets.
 
-Credentials are found as kubectl finds them: the in-cluster service account, else
-``--kubeconfig``, ``KUBECONFIG`` or ``~/.kube/config``. The scope must be explicit
+Credentials are found in ``kube.config.ORDER`` (``--kubeconfig``, ``KUBECONFIG``, the
+in-cluster service account, ``~/.kube/config``). The scope must be explicit
 (``--namespace`` or ``--all-namespaces``), because an operator that silently watches the
 whole cluster needs cluster-wide rights its chart may not have granted. One replica runs
 ``--standalone`` (the default); several replicas use ``--peering NAME`` so that exactly
@@ -9,7 +9,6 @@ one of them is active (Kopf peering; the chart creates the peering object).
 """
 
 import argparse
-import os
 import re
 import sys
 from typing import Any
@@ -107,23 +106,14 @@ def _peering_name(text: str) -> str:
     return text
 
 
-def _credentials_problem(context: str | None) -> str | None:
+def _credentials_problem(kubeconfig: str | None, context: str | None) -> str | None:
     """Kopf would retry a missing or broken kubeconfig forever; say so and stop instead."""
-    from kubernetes import config
+    from jwks_operator.kube.config import KubeConfigError, load_credentials
 
-    if context is None:
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-            return None
-        except config.ConfigException:
-            pass
     try:
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=os.environ.get("KUBECONFIG") or None, context=context
-        )
-    except Exception as error:
-        text = str(error).splitlines()[0] if str(error) else ""
-        return f"no usable Kubernetes credentials ({error.__class__.__name__}: {text[:200]})"
+        load_credentials(kubeconfig, context)
+    except KubeConfigError as error:
+        return f"no usable Kubernetes credentials: {error}"
     return None
 
 
@@ -152,10 +142,7 @@ def _handle(args: argparse.Namespace) -> int:
     problem = kubeflags.kubeconfig_problem(args.kubeconfig)
     if problem is not None:
         return _usage(problem)
-    if args.kubeconfig:
-        # Read by the kubernetes package when it loads the configuration (not yet imported).
-        os.environ["KUBECONFIG"] = args.kubeconfig
-    problem = _credentials_problem(args.context)
+    problem = _credentials_problem(args.kubeconfig, args.context)
     if problem is not None:
         return _usage(problem)
 
@@ -171,4 +158,7 @@ def _handle(args: argparse.Namespace) -> int:
         liveness=args.liveness,
         resync=resync,
         context=args.context,
+        kubeconfig=args.kubeconfig,
+        qps=args.kube_api_qps,
+        burst=args.kube_api_burst,
     )

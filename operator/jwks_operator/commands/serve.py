@@ -14,7 +14,14 @@ from typing import Any
 
 from jwks_operator import logs
 from jwks_operator.commands import argtypes, kubeflags
-from jwks_operator.server.kube import ConfigMapSource, KubeConfigError, load_connection
+from jwks_operator.kube.client import KubeClient
+from jwks_operator.kube.config import (
+    Credentials,
+    KubeConfigError,
+    endpoint_provider,
+    load_credentials,
+)
+from jwks_operator.server.kube import ConfigMapSource
 from jwks_operator.server.runner import ServerSettings, install_stop_signals, run_server
 from jwks_operator.server.snapshot import SnapshotStore
 from jwks_operator.server.tls import TlsError
@@ -32,7 +39,7 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
         description=(
             "Watch ConfigMaps labelled jwks.dev/keyset and serve their JWKS at "
             "/{namespace}/{name}/.well-known/jwks.json (plus openid-configuration, "
-            "/healthz, /readyz, /metrics). The kubeconfig is found as kubectl finds it."
+            "/healthz, /readyz, /metrics)."
         ),
     )
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
@@ -103,7 +110,7 @@ def _handle(args: argparse.Namespace) -> int:
         print(f"jwks-operator serve: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        connection = load_connection(args.kubeconfig, args.context)
+        credentials = load_credentials(args.kubeconfig, args.context)
     except KubeConfigError as error:
         print(f"jwks-operator serve: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -117,7 +124,7 @@ def _handle(args: argparse.Namespace) -> int:
         tls=tls,
     )
     try:
-        asyncio.run(_serve(settings, connection, args.namespace))
+        asyncio.run(_serve(settings, args, credentials))
     except TlsError as error:  # the files changed between the check and the start
         print(f"jwks-operator serve: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -130,9 +137,17 @@ def _handle(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(settings: ServerSettings, connection: Any, namespaces: list[str] | None) -> None:
+async def _serve(
+    settings: ServerSettings, args: argparse.Namespace, credentials: Credentials
+) -> None:
     store = SnapshotStore()
-    source = ConfigMapSource(store, connection, namespaces=namespaces)
+    client = KubeClient(
+        endpoint_provider(args.kubeconfig, args.context, first=credentials),
+        qps=args.kube_api_qps,
+        burst=args.kube_api_burst,
+        user_agent="jwks-operator-serve",
+    )
+    source = ConfigMapSource(store, client, namespaces=args.namespace)
     stop = asyncio.Event()
     install_stop_signals(stop)
     watcher = asyncio.create_task(source.run(), name="configmap-source")
@@ -147,6 +162,7 @@ async def _serve(settings: ServerSettings, connection: Any, namespaces: list[str
             pass
         except Exception:
             logger.exception("the ConfigMap source failed")
+        await client.close()
 
 
 def _source_ended(task: "asyncio.Task[None]", stop: asyncio.Event) -> None:

@@ -68,7 +68,7 @@ def _register_sign(subparsers: "argparse._SubParsersAction[Any]") -> None:
     source.add_argument(
         "--kube", action="store_true", help="read the keyset's Secret through the kubeconfig"
     )
-    kubeflags.add_arguments(parser, note=" (with --kube)")
+    kubeflags.add_arguments(parser, note=" (with --kube)", limits=False)
     parser.add_argument("--claims", default="{}", help="JSON object of claims (default {})")
     parser.add_argument("--ttl", default="5m", help="lifetime, e.g. 90s, 5m, 1h (default 5m)")
     parser.add_argument("--issuer", help="iss claim")

@@ -18,6 +18,9 @@ SHORT_NAMES: Final = ("jwks", "keyset")
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "jwks-operator"
 KEYSET_LABEL: Final = "jwks.dev/keyset"
+MANAGED_SELECTOR: Final = f"{KEYSET_LABEL},{MANAGED_BY_LABEL}={MANAGED_BY}"
+"""The label selector of the Secrets and ConfigMaps the operator manages for a keyset:
+what the operator's cache and the JWKS server watch (never any other Secret)."""
 
 ROTATE_ANNOTATION: Final = "jwks.dev/rotate"
 """Set to any new value on a JwksKeySet to promote its published next key now (once per value)."""

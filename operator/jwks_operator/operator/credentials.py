@@ -1,78 +1,66 @@
-"""One login for Kopf and for the operator's own API client, found the way kubectl finds it.
+"""One login for Kopf and for the operator's own API client, from ``kube.config``.
 
-Kopf's ``login_via_client`` tries the in-cluster service account first, then the
-kubeconfig (``KUBECONFIG``, else ``~/.kube/config``, current context). The operator
-registers it as *the* login handler and hands the same ``ConnectionInfo`` to its own
-aiohttp client, so both always talk to the same server as the same user; after a 401
-the client logs in again, which renews expiring tokens.
+The credentials are found in ``kube.config.ORDER`` (the same for every command) and
+handed both to Kopf, as the ``ConnectionInfo`` its login handler returns, and to the
+operator's ``KubeClient``, as an ``Endpoint``: both always talk to the same server as the
+same user. After a 401 either side logs in again, which reloads the configuration and so
+renews expiring tokens (exec plugins, projected service-account tokens).
 """
 
 import asyncio
 import logging
-import os
-from typing import Any
 
 import kopf
 
-from jwks_operator.store.kubeclient import Endpoint
+from jwks_operator.kube.client import Endpoint
+from jwks_operator.kube.config import Credentials, KubeConfigError, load_credentials
 
 _log = logging.getLogger("jwks_operator.credentials")
 
 
 class SharedLogin:
-    def __init__(self, settings: kopf.OperatorSettings, context: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: kopf.OperatorSettings,
+        context: str | None = None,
+        kubeconfig: str | None = None,
+    ) -> None:
         self._settings = settings
         self._context = context
-        self._info: kopf.ConnectionInfo | None = None
+        self._kubeconfig = kubeconfig
+        self._credentials: Credentials | None = None
         self._lock = asyncio.Lock()
 
-    async def login(self, logger: Any = _log) -> kopf.ConnectionInfo:
+    async def _load(self) -> Credentials:
+        try:
+            credentials = await asyncio.to_thread(load_credentials, self._kubeconfig, self._context)
+        except KubeConfigError as error:
+            raise kopf.LoginError(str(error)) from None
+        self._credentials = credentials
+        return credentials
+
+    async def login(self) -> kopf.ConnectionInfo:
         """Log in now (Kopf calls this at startup and whenever its credentials expire)."""
-        if self._context is None:
-            info = await asyncio.to_thread(
-                kopf.login_via_client, logger=logger, settings=self._settings
-            )
-        else:
-            info = await asyncio.to_thread(login_with_context, self._context, self._settings)
-        if info is None:  # only when the kubernetes package is missing
-            raise kopf.LoginError("the kubernetes package is required to find credentials")
-        self._info = info
-        return info
+        async with self._lock:
+            credentials = await self._load()
+        _log.debug("Kubernetes credentials from %s", credentials.source)
+        return await asyncio.to_thread(connection_info, credentials, self._settings)
 
     async def endpoint(self, refresh: bool) -> Endpoint:
         async with self._lock:
-            if refresh or self._info is None:
-                await self.login()
-            info = self._info
-            assert info is not None
-        secure = info.server.startswith("https:")
-        return Endpoint(
-            server=info.server,
-            headers=info.as_http_headers(),
-            # Builds an SSL context from files and the system CA store: off the loop.
-            ssl_context=await asyncio.to_thread(info.as_ssl_context) if secure else None,
-        )
+            credentials = self._credentials
+            if refresh or credentials is None:
+                credentials = await self._load()
+        # Reads the token (a plugin may run) and builds an SSL context: off the loop.
+        return await asyncio.to_thread(credentials.endpoint)
 
 
-def login_with_context(context: str, settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
-    """``--context``: Kopf's ``login_via_client`` always takes the current context.
-
-    The kubeconfig is loaded as kubectl loads it, with the named context, and read back
-    the way ``login_via_client`` reads it (an auth-provider's token through
-    ``get_api_key_with_prefix``, files possibly temporary).
-    """
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    try:
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            # KUBECONFIG as it is now (the package's default is read once, at its import).
-            config_file=os.environ.get("KUBECONFIG") or None,
-            context=context,
-            client_configuration=configuration,
-        )
-    except config.ConfigException as error:
-        raise kopf.LoginError(f"cannot use kubeconfig context {context!r}: {error}") from None
+def connection_info(
+    credentials: Credentials, settings: kopf.OperatorSettings
+) -> kopf.ConnectionInfo:
+    """Kopf's view of the same credentials (read the way ``kopf.login_via_client`` reads a
+    ``kubernetes`` configuration: the token through ``get_api_key_with_prefix``)."""
+    configuration = credentials.configuration
     header = configuration.get_api_key_with_prefix(
         "BearerToken"
     ) or configuration.get_api_key_with_prefix("authorization")
@@ -80,7 +68,7 @@ def login_with_context(context: str, settings: kopf.OperatorSettings) -> kopf.Co
     scheme: str | None = parts[0] if len(parts) == 2 else None
     token: str | None = parts[-1] if parts else None
     return kopf.ConnectionInfo(
-        server=configuration.host,
+        server=credentials.server,
         ca_path=configuration.ssl_ca_cert,
         insecure=not configuration.verify_ssl,
         username=configuration.username or None,

@@ -1,47 +1,46 @@
-"""The Kopf handlers: one daemon per JwksKeySet, and watch handlers that only wake it.
+"""The Kopf handlers: one daemon per JwksKeySet, a keyset watch that only wakes it, and the
+start and stop of the operator's cache of its Secrets and ConfigMaps.
 
 Thin by design: the daemon runs a ``KeySetWorker`` (which calls ``reconcile``), and the
-event handlers decide whether a watch event deserves a wake-up (``wakeups``). None of
-them logs an object body: Secret bodies hold private keys. Every handler is ``async``:
+event handler decides whether a watch event deserves a wake-up (``wakeups``). Secrets and
+ConfigMaps are not watched through Kopf: the cache (``kube.cache``) lists and watches
+them and wakes daemons itself (``Wakers.object_changed``), so the per-event cost is a
+dictionary update, not a Kopf handler cycle. None of them logs an object body: Secret
+bodies hold private keys. Every handler is ``async``:
 Kopf runs sync handlers in threads, and the wake-ups are asyncio objects. No
 change-detection handlers (``on.create``/``on.update``) are used, so Kopf never logs diffs
 of a JwksKeySet and never writes its "last handled configuration" annotation.
 """
 
 import asyncio
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from jwks_operator.core.contract import (
-    GROUP,
-    KEYSET_LABEL,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    PLURAL,
-    VERSION,
-)
+from jwks_operator.core.contract import GROUP, PLURAL, VERSION
 from jwks_operator.operator.credentials import SharedLogin
 from jwks_operator.operator.wakeups import Wakers
 from jwks_operator.operator.worker import KeySetWorker, Runtime
-from jwks_operator.store.kubernetes import CONFIGMAP, SECRET
-
-MANAGED_LABELS: Mapping[str, Any] = {
-    MANAGED_BY_LABEL: MANAGED_BY,
-    KEYSET_LABEL: kopf.PRESENT,
-}
 
 
 def build_registry(runtime: Runtime, wakers: Wakers, login: SharedLogin) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
+    cache_task: list[asyncio.Task[None]] = []
+
     @kopf.on.login(registry=registry)
-    async def log_in(logger: Any, **_: Any) -> kopf.ConnectionInfo:
-        return await login.login(logger)
+    async def log_in(**_: Any) -> kopf.ConnectionInfo:
+        return await login.login()
+
+    @kopf.on.startup(registry=registry)
+    async def start_cache(**_: Any) -> None:
+        cache_task.append(asyncio.create_task(runtime.cache.run(), name="object-cache"))
 
     @kopf.on.cleanup(registry=registry)
     async def close_client(**_: Any) -> None:
+        for task in cache_task:
+            task.cancel()
+        await asyncio.gather(*cache_task, return_exceptions=True)
         await runtime.client.close()
 
     @kopf.on.probe(registry=registry, id="keysets")
@@ -84,28 +83,5 @@ def build_registry(runtime: Runtime, wakers: Wakers, login: SharedLogin) -> kopf
         waker = wakers.get(namespace or "", name)
         if waker is not None:
             waker.keyset_event(body)
-
-    def object_changed(
-        kind: str, event_type: str | None, meta: kopf.Meta, namespace: str | None, name: str
-    ) -> None:
-        keyset = meta.get("labels", {}).get(KEYSET_LABEL)
-        waker = wakers.get(namespace or "", keyset) if keyset else None
-        if waker is not None:
-            waker.object_event(kind, name, event_type, str(meta.get("resourceVersion") or ""))
-
-    # Only metadata is read: the body of a Secret never reaches a log line.
-    @kopf.on.event("v1", "secrets", labels=MANAGED_LABELS, registry=registry, id="secret-drift")
-    async def secret_changed(
-        type: str | None, meta: kopf.Meta, namespace: str | None, name: str, **_: Any
-    ) -> None:
-        object_changed(SECRET, type, meta, namespace, name)
-
-    @kopf.on.event(
-        "v1", "configmaps", labels=MANAGED_LABELS, registry=registry, id="configmap-drift"
-    )
-    async def configmap_changed(
-        type: str | None, meta: kopf.Meta, namespace: str | None, name: str, **_: Any
-    ) -> None:
-        object_changed(CONFIGMAP, type, meta, namespace, name)
 
     return registry

@@ -6,14 +6,16 @@ from typing import Any
 
 import kopf
 
-from jwks_operator.core.contract import API_VERSION, KIND
+from jwks_operator.core.contract import API_VERSION, KEYSET_LABEL, KIND, MANAGED_SELECTOR
+from jwks_operator.kube.cache import ObjectCache
+from jwks_operator.kube.client import DEFAULT_BURST, DEFAULT_QPS, KubeClient
 from jwks_operator.logs import keyset_extra
 from jwks_operator.operator.credentials import SharedLogin
 from jwks_operator.operator.handlers import build_registry
 from jwks_operator.operator.settings import operator_settings
 from jwks_operator.operator.wakeups import Wakers
 from jwks_operator.operator.worker import Runtime
-from jwks_operator.store.kubeclient import KubeClient
+from jwks_operator.store.kubernetes import PLURALS
 
 _log = logging.getLogger("jwks_operator.operator")
 
@@ -43,12 +45,25 @@ def run_operator(
     liveness: str | None,
     resync: float,
     context: str | None = None,
+    kubeconfig: str | None = None,
+    qps: float = DEFAULT_QPS,
+    burst: int = DEFAULT_BURST,
 ) -> int:
     """Run Kopf until it stops; logging is already configured (``jwks_operator.logs``)."""
     settings = operator_settings()
-    login = SharedLogin(settings, context)
-    runtime = Runtime(client=KubeClient(login.endpoint), post_event=post_event, resync=resync)
-    registry = build_registry(runtime, Wakers(), login)
+    login = SharedLogin(settings, context, kubeconfig)
+    client = KubeClient(login.endpoint, qps=qps, burst=burst)
+    wakers = Wakers()
+    cache = ObjectCache(
+        client,
+        PLURALS,
+        selector=MANAGED_SELECTOR,
+        index_label=KEYSET_LABEL,
+        namespaces=() if clusterwide else namespaces,
+        listener=wakers.object_changed,
+    )
+    runtime = Runtime(client=client, cache=cache, post_event=post_event, resync=resync)
+    registry = build_registry(runtime, wakers, login)
     kopf.run(
         registry=registry,
         settings=settings,

@@ -5,9 +5,9 @@
   tell who put them there.
 - Events say they come from ``jwks-operator`` (``kubectl describe`` shows this), and only
   the Events the operator posts on purpose are posted: Kopf's log-to-Event posting is off.
-- Secrets and ConfigMaps are watched with a server-side label selector: the operator
-  never streams the cluster's other Secrets, only its own (the watch exists to notice
-  deletion and hand edits). Kopf's handlers filter by label again on the client side.
+- Secrets and ConfigMaps are not Kopf's: the operator's cache (``kube.cache``) watches
+  them with the server-side selector ``core.contract.MANAGED_SELECTOR``, so the operator
+  never streams the cluster's other Secrets, only its own.
 """
 
 import logging
@@ -16,10 +16,9 @@ import socket
 
 import kopf
 
-from jwks_operator.core.contract import GROUP, MANAGED_BY, MANAGED_BY_LABEL
+from jwks_operator.core.contract import GROUP
 
 FINALIZER = f"{GROUP}/finalizer"
-MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
 
 def operator_settings() -> kopf.OperatorSettings:
@@ -35,6 +34,4 @@ def operator_settings() -> kopf.OperatorSettings:
     settings.posting.reporting_component = "jwks-operator"
     settings.posting.reporting_instance = os.environ.get("POD_NAME") or socket.gethostname()
     settings.posting.event_name_prefix = "jwks-operator-"
-    for plural in ("secrets", "configmaps"):
-        settings.watching.label_selectors["v1", plural] = MANAGED_SELECTOR
     return settings

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from jwks_operator.core.contract import ROTATE_ANNOTATION
+from jwks_operator.core.contract import KEYSET_LABEL, ROTATE_ANNOTATION
 from jwks_operator.store.kubernetes import CONFIGMAP
 
 _KNOWN_VERSIONS: Final = 64
@@ -194,6 +194,16 @@ class Wakers:
 
     def get(self, namespace: str, name: str) -> Waker | None:
         return self._by_name.get((namespace, name))
+
+    def object_changed(self, kind: str, event_type: str, obj: Mapping[str, Any]) -> None:
+        """A change of one of the operator's Secrets or ConfigMaps (the cache's listener):
+        offered to the daemon of the keyset its label names, if that keyset runs here."""
+        meta = obj.get("metadata") or {}
+        keyset = (meta.get("labels") or {}).get(KEYSET_LABEL)
+        waker = self.get(str(meta.get("namespace") or ""), keyset) if keyset else None
+        if waker is not None:
+            name = str(meta.get("name") or "")
+            waker.object_event(kind, name, event_type, str(meta.get("resourceVersion") or ""))
 
     def __len__(self) -> int:
         return len(self._by_name)

@@ -13,6 +13,7 @@ chooses *when* to call it and turns its Outcome into status and Events.
 import asyncio
 import copy
 import logging
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,10 +23,11 @@ from jwks_operator.core.contract import API_VERSION, KEYSET_LABEL, PLURAL, ROTAT
 from jwks_operator.core.readiness import Facts
 from jwks_operator.core.spec import SpecError, parse_spec
 from jwks_operator.core.timefmt import format_time
+from jwks_operator.kube.cache import ObjectCache
+from jwks_operator.kube.client import KubeApiError, KubeClient, object_path
 from jwks_operator.operator.status import ready_changed, render_status, status_patch
 from jwks_operator.operator.wakeups import Waker, change_key, listed_kids
 from jwks_operator.reconcile import Outcome, reconcile, refused
-from jwks_operator.store.kubeclient import KubeApiError, KubeClient, object_path
 from jwks_operator.store.kubernetes import (
     CONFIGMAP,
     SECRET,
@@ -40,7 +42,10 @@ EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
 SLACK: Final = 0.05
 """Seconds added to a scheduled wake-up so that the plan sees the change as due."""
 CONFLICT_RETRIES: Final = 3
-CONCURRENCY: Final = 8
+CONCURRENCY: Final = 16
+RESYNC_SPREAD: Final = 0.25
+"""A resync sleeps between (1 - spread) and 1 times ``resync``: keysets started together
+(every one of them, after a restart) do not all resync in the same second."""
 MAX_BACKOFF: Final = 60.0
 _MESSAGE_LIMIT: Final = 400
 
@@ -54,6 +59,8 @@ class Runtime:
     """What every worker shares: the API client, the clock and the timing policy."""
 
     client: KubeClient
+    cache: ObjectCache
+    """The operator's Secrets and ConfigMaps (list+watch): what reconciles read."""
     post_event: EventPoster
     clock: Callable[[], datetime] = utc_now
     resync: float = 300.0
@@ -93,13 +100,16 @@ class KeySetWorker:
     async def run(self) -> None:
         reasons = ["daemon started"]
         failures = conflicts = 0
+        # Until the cache has listed everything, "no Secret" might only mean "not yet
+        # listed": a reconcile would try to create keys (refused with 409, but wasted).
+        await self.runtime.cache.synced.wait()
         while not self.waker.stopping:
             delay: float | None
             due = "scheduled"
             try:
                 delay = await self.reconcile_once(reasons)
                 failures = conflicts = 0
-                if delay is not None and delay >= self.runtime.resync:
+                if delay is not None and delay >= self.runtime.resync * (1 - RESYNC_SPREAD):
                     due = "resync"
             except asyncio.CancelledError:
                 raise
@@ -110,8 +120,9 @@ class KeySetWorker:
                     self.logger.info("The namespace is being deleted; not repairing its objects")
                     reasons = await self.sleep(self.runtime.resync, "resync")
                     continue
-                if error.conflict and conflicts < CONFLICT_RETRIES:
-                    # A concurrent write (or our own stale read): read again, quietly.
+                if (error.conflict or error.status == 404) and conflicts < CONFLICT_RETRIES:
+                    # A concurrent write, or a cache behind the API (an update of an object
+                    # just deleted is 404): read again, quietly, once the watch caught up.
                     conflicts += 1
                     self.logger.info(f"Write conflict, reconciling again: {describe(error)}")
                     reasons = ["write conflict"]
@@ -162,6 +173,7 @@ class KeySetWorker:
             self.last_status = None  # someone else wrote status: believe the body, not us
         store = KubernetesStore(
             runtime.client,
+            runtime.cache,
             namespace=self.waker.namespace,
             spec=spec,
             owner=Owner(self.waker.name, str(meta.get("uid") or self.waker.uid)),
@@ -185,10 +197,11 @@ class KeySetWorker:
             await self.release_old_names(body)
         if not outcome.ready.status:
             return runtime.not_ready_retry
+        resync = runtime.resync * (1 - RESYNC_SPREAD * random.random())  # noqa: S311
         if outcome.next_change is None:
-            return runtime.resync
+            return resync
         due = (outcome.next_change - runtime.clock()).total_seconds()
-        return min(runtime.resync, max(SLACK, due + SLACK))
+        return min(resync, max(SLACK, due + SLACK))
 
     def previous_status(self, body: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The status as last written by this worker, else as the watch last showed it."""
@@ -238,6 +251,7 @@ class KeySetWorker:
         targets = dict(self.waker.targets)
         released = await release_stale(
             self.runtime.client,
+            self.runtime.cache,
             namespace=self.waker.namespace,
             keyset=self.waker.name,
             keep=targets,

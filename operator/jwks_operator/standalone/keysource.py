@@ -6,19 +6,25 @@ is exactly the one published. The Kubernetes path uses the user's kubeconfig (an
 user's RBAC: reading the JwksKeySet for its ``secretName``, then the Secret).
 """
 
+import asyncio
 import base64
 import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
-from jwks_operator.core.contract import GROUP, PLURAL, SECRET_KEYS, VERSION
+import aiohttp
+
+from jwks_operator.core.contract import API_VERSION, PLURAL, SECRET_KEYS
 from jwks_operator.core.keys import KeyMaterial
 from jwks_operator.core.state import CorruptStateError, state_from_json
 from jwks_operator.standalone.statedir import StateDirError, check_state_dir
 from jwks_operator.standalone.status import keyset_status, overdue_warning
 from jwks_operator.store.localdir import private_path, public_path
+
+if TYPE_CHECKING:
+    from jwks_operator.kube.client import EndpointProvider
 
 KUBE_TIMEOUT: Final = 15
 
@@ -83,48 +89,45 @@ def key_from_state_dir(
 def key_from_kubernetes(
     namespace: str, name: str, context: str | None = None, kubeconfig: str | None = None
 ) -> KeyMaterial:
-    """Read the keyset's Secret through the kubeconfig (``--kubeconfig``, ``KUBECONFIG``,
-    ~/.kube/config)."""
-    import urllib3
-    from kubernetes import client, config  # imported here: slow, and only --kube needs it
-    from kubernetes.client.exceptions import ApiException
-    from kubernetes.config.config_exception import ConfigException
+    """Read the keyset's Secret with the user's credentials (``kube.config.ORDER``) through
+    the project's one API client (``kube.client``), with its timeouts and retry policy."""
+    from jwks_operator.kube.config import KubeConfigError, endpoint_provider, load_credentials
 
     try:
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, context=context
-        )
-    except (ConfigException, FileNotFoundError, TypeError) as error:
-        raise KeySourceError(f"cannot load the kubeconfig: {error}", usage=True) from None
-    except Exception as error:  # malformed YAML, bad base64 certificate data, ...
-        raise KeySourceError(
-            f"cannot load the kubeconfig ({error.__class__.__name__})", usage=True
-        ) from None
-    api_client = client.ApiClient()
+        credentials = load_credentials(kubeconfig, context)
+    except KubeConfigError as error:
+        raise KeySourceError(str(error), usage=True) from None
+    provider = endpoint_provider(kubeconfig, context, first=credentials)
+    return asyncio.run(_read_active_key(provider, namespace, name))
+
+
+async def _read_active_key(provider: "EndpointProvider", namespace: str, name: str) -> KeyMaterial:
+    from jwks_operator.kube.client import KubeApiError, KubeClient, object_path
+
+    client = KubeClient(provider, connections=2, user_agent="jwks-operator-sign")
     where = f"JwksKeySet {namespace}/{name}"
     try:
-        keyset: Any = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=KUBE_TIMEOUT
-        )
-        spec = keyset.get("spec") or {}
-        secret_name = spec.get("secretName")
-        if not isinstance(secret_name, str) or not secret_name:
-            secret_name = f"{name}-signing"
-        where = f"Secret {namespace}/{secret_name}"
-        secret = client.CoreV1Api(api_client).read_namespaced_secret(
-            secret_name, namespace, _request_timeout=KUBE_TIMEOUT
-        )
-    except ApiException as error:
-        if error.status == 404:
-            raise KeySourceError(f"{where} not found", usage=True) from None
+        async with asyncio.timeout(KUBE_TIMEOUT):
+            keyset = await client.get(object_path(API_VERSION, PLURAL, namespace, name))
+            if keyset is None:
+                raise KeySourceError(f"{where} not found", usage=True)
+            spec = keyset.get("spec") or {}
+            secret_name = spec.get("secretName")
+            if not isinstance(secret_name, str) or not secret_name:
+                secret_name = f"{name}-signing"
+            where = f"Secret {namespace}/{secret_name}"
+            secret = await client.get(object_path("v1", "secrets", namespace, secret_name))
+            if secret is None:
+                raise KeySourceError(f"{where} not found", usage=True)
+    except KubeApiError as error:
         if error.status in (401, 403):
             raise KeySourceError(f"{where}: access denied ({error.status})") from None
         raise KeySourceError(f"{where}: API error {error.status} {error.reason}") from None
-    except (OSError, urllib3.exceptions.HTTPError) as error:
+    except (OSError, aiohttp.ClientError, TimeoutError) as error:
         raise KeySourceError(f"cannot reach the API server: {error.__class__.__name__}") from None
     finally:
-        api_client.close()  # type: ignore[no-untyped-call]
-    encoded = (secret.data or {}).get(SECRET_KEYS)
+        await client.close()
+    encoded = (secret.get("data") or {}).get(SECRET_KEYS)
     if not encoded:
         raise KeySourceError(f"{where} has no {SECRET_KEYS}")
     try:

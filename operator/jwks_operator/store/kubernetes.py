@@ -18,6 +18,10 @@ What this adapter adds to the contract of ``store.base``:
 - Binding: the ConfigMap carries ``jwks.dev/keyset-uid`` (the keyset's UID), and the
   keyset's ``status.keys`` lists a new kid before the ConfigMap holds it
   (``write_trust``): the JWKS server serves only keys both agree on (``server.trust``).
+- Reads come from the operator's informer cache (``kube.cache``), not the API: a steady
+  keyset costs no request at all. The resourceVersion preconditions above are what make
+  that safe: a write based on a stale entry fails with 409 and the reconcile runs again.
+  What a write returns goes back into the cache.
 - Every resourceVersion read or written is reported to a ``Tracker``, so that the
   operator can tell the watch echo of its own writes from a change made by someone else.
 """
@@ -31,7 +35,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol
-from urllib.parse import quote
 
 from jwks_operator.core.contract import (
     API_VERSION,
@@ -48,14 +51,17 @@ from jwks_operator.core.contract import (
 )
 from jwks_operator.core.publication import next_change_annotation
 from jwks_operator.core.spec import KeySetSpec
+from jwks_operator.kube.cache import ObjectCache
+from jwks_operator.kube.client import KubeClient, collection_path, object_path
 from jwks_operator.store.base import StoredDocuments, WriteOutcome
-from jwks_operator.store.kubeclient import KubeClient, collection_path, object_path
 
 RELEASED_ANNOTATION: Final = "jwks.dev/released-from"
 """On an object the operator stopped managing after a rename: the keyset it belonged to."""
 SECRET: Final = "Secret"
 CONFIGMAP: Final = "ConfigMap"
-_PLURALS: Final = {SECRET: "secrets", CONFIGMAP: "configmaps"}
+PLURALS: Final = {SECRET: "secrets", CONFIGMAP: "configmaps"}
+"""The kinds the store keeps, as the cache watches them."""
+_PLURALS: Final = PLURALS
 
 
 class Tracker(Protocol):
@@ -127,6 +133,7 @@ class KubernetesStore:
     def __init__(
         self,
         client: KubeClient,
+        cache: ObjectCache,
         *,
         namespace: str,
         spec: KeySetSpec,
@@ -135,6 +142,7 @@ class KubernetesStore:
         listed: frozenset[str] = frozenset(),
     ) -> None:
         self._client = client
+        self._cache = cache
         self._namespace = namespace
         self._spec = spec
         self._uid = owner.uid if owner is not None else None
@@ -144,7 +152,7 @@ class KubernetesStore:
         self.status_written: dict[str, Any] | None = None
         """The keyset's status as the trust write left it, if it wrote."""
         self._tracker = tracker
-        self._objects: dict[str, dict[str, Any] | None] = {}
+        self._objects: dict[str, Mapping[str, Any] | None] = {}
         self.migrated_from: str | None = None
         """The Secret whose keys were taken over after a ``spec.secretName`` rename."""
 
@@ -156,7 +164,7 @@ class KubernetesStore:
             return collection_path("v1", _PLURALS[kind], self._namespace)
         return object_path("v1", _PLURALS[kind], self._namespace, name)
 
-    def _remember(self, kind: str, obj: dict[str, Any] | None) -> None:
+    def _remember(self, kind: str, obj: Mapping[str, Any] | None) -> None:
         self._objects[kind] = obj
         if obj is not None and self._tracker is not None:
             meta = obj.get("metadata") or {}
@@ -164,11 +172,21 @@ class KubernetesStore:
             if version:
                 self._tracker.observed(kind, str(meta.get("name")), str(version))
 
+    async def _lookup(self, kind: str) -> Mapping[str, Any] | None:
+        """The target object, from the cache; from the API when the cache lacks it.
+
+        The cache holds only objects labelled as ours, so a miss means "absent" *or*
+        "someone else's" (which must be reported, never overwritten): only a GET can tell.
+        A steady keyset never misses; a new one misses once per object, before creating it.
+        """
+        name = self._name(kind)
+        cached = self._cache.get(kind, self._namespace, name)
+        if cached is not None:
+            return cached
+        return await self._client.get(self._path(kind, name))
+
     async def read(self) -> StoredDocuments:
-        secret, configmap = await asyncio.gather(
-            self._client.get(self._path(SECRET, self._name(SECRET))),
-            self._client.get(self._path(CONFIGMAP, self._name(CONFIGMAP))),
-        )
+        secret, configmap = await asyncio.gather(self._lookup(SECRET), self._lookup(CONFIGMAP))
         self._remember(SECRET, secret)
         self._remember(CONFIGMAP, configmap)
         problems = [
@@ -180,7 +198,7 @@ class KubernetesStore:
             return StoredDocuments(None, None, conflict="; ".join(problems))
 
         if secret is None:
-            secret = await self._renamed_secret()
+            secret = self._renamed_secret()
             if secret is not None:
                 self.migrated_from = str(secret["metadata"]["name"])
 
@@ -191,7 +209,7 @@ class KubernetesStore:
             # make reconcile mint new keys, which breaks every outstanding token.
             private_state = "" if decoded is None else decoded.get(SECRET_KEYS, "")
 
-        untrusted = await self._untrusted_configmaps()
+        untrusted = self._untrusted_configmaps()
         public_data: dict[str, str] | None = None
         intact = True
         if configmap is not None:
@@ -204,7 +222,7 @@ class KubernetesStore:
             private_state, public_data, public_intact=intact, untrusted_configmaps=untrusted
         )
 
-    async def _untrusted_configmaps(self) -> tuple[str, ...]:
+    def _untrusted_configmaps(self) -> tuple[str, ...]:
         """ConfigMaps labelled for this keyset under another name, not written by us.
 
         The JWKS server never serves them (it serves the ConfigMap the spec names); they
@@ -213,7 +231,7 @@ class KubernetesStore:
         be released, not reported.
         """
         found = []
-        for item in await labelled(self._client, CONFIGMAP, self._namespace, self._spec.name):
+        for item in labelled(self._cache, CONFIGMAP, self._namespace, self._spec.name):
             meta = item.get("metadata") or {}
             name = str(meta.get("name"))
             ours = (meta.get("annotations") or {}).get(KEYSET_UID_ANNOTATION) == self._uid
@@ -221,14 +239,14 @@ class KubernetesStore:
                 found.append(name)
         return tuple(sorted(found))
 
-    async def _renamed_secret(self) -> dict[str, Any] | None:
+    def _renamed_secret(self) -> Mapping[str, Any] | None:
         """After ``spec.secretName`` changed, the keys are still in the Secret labelled for
         this keyset under its old name: take them over rather than mint new ones (which
         would break every outstanding token). Old names are released after each
         reconciliation (``release_stale``), so at most one such Secret exists."""
         found = [
             item
-            for item in await labelled(self._client, SECRET, self._namespace, self._spec.name)
+            for item in labelled(self._cache, SECRET, self._namespace, self._spec.name)
             if item.get("metadata", {}).get("name") != self._spec.secret_name
         ]
         return found[0] if len(found) == 1 else None
@@ -273,12 +291,14 @@ class KubernetesStore:
             created = await self._client.create(
                 self._path(kind), self._new_object(kind, name, data, wanted_annotations)
             )
+            self._cache.observe(kind, created)
             self._remember(kind, created)
             return WriteOutcome.CREATED
         patch = self._patch(kind, current, data, wanted_annotations)
         if patch is None:
             return WriteOutcome.UNCHANGED
         updated = await self._client.merge_patch(self._path(kind, name), patch)
+        self._cache.observe(kind, updated)
         self._remember(kind, updated)
         return WriteOutcome.UPDATED
 
@@ -359,18 +379,26 @@ class KubernetesStore:
         return body
 
 
-async def labelled(
-    client: KubeClient, kind: str, namespace: str, keyset: str
-) -> list[dict[str, Any]]:
-    """The Secrets or ConfigMaps that carry both labels of ``keyset``."""
-    selector = quote(f"{MANAGED_BY_LABEL}={MANAGED_BY},{KEYSET_LABEL}={keyset}")
-    path = collection_path("v1", _PLURALS[kind], namespace) + f"?labelSelector={selector}"
-    listing = await client.get(path) or {}
-    return [item for item in listing.get("items") or [] if isinstance(item, dict)]
+def labelled(cache: ObjectCache, kind: str, namespace: str, keyset: str) -> list[Mapping[str, Any]]:
+    """The Secrets or ConfigMaps that carry both labels of ``keyset`` (from the cache)."""
+    wanted = labels_for(keyset)
+    return [
+        item
+        for item in cache.labelled(kind, namespace, keyset)
+        if all(
+            ((item.get("metadata") or {}).get("labels") or {}).get(key) == value
+            for key, value in wanted.items()
+        )
+    ]
 
 
 async def release_stale(
-    client: KubeClient, *, namespace: str, keyset: str, keep: Mapping[str, str]
+    client: KubeClient,
+    cache: ObjectCache,
+    *,
+    namespace: str,
+    keyset: str,
+    keep: Mapping[str, str],
 ) -> list[str]:
     """Objects labelled for ``keyset`` under names it no longer uses (after a rename).
 
@@ -380,7 +408,7 @@ async def release_stale(
     """
     released = []
     for kind in (SECRET, CONFIGMAP):
-        for item in await labelled(client, kind, namespace, keyset):
+        for item in labelled(cache, kind, namespace, keyset):
             meta = item.get("metadata") or {}
             name = str(meta.get("name"))
             if name == keep.get(kind):
@@ -392,7 +420,10 @@ async def release_stale(
                     "annotations": {RELEASED_ANNOTATION: keyset},
                 }
             }
-            await client.merge_patch(object_path("v1", _PLURALS[kind], namespace, name), patch)
+            updated = await client.merge_patch(
+                object_path("v1", _PLURALS[kind], namespace, name), patch
+            )
+            cache.observe(kind, updated)
             released.append(f"{kind} {name}")
     return released
 
