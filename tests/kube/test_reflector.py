@@ -71,9 +71,10 @@ async def reflect(
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def until(condition: Callable[[], object], timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
+async def until(condition: Callable[[], object]) -> None:
+    """Poll state another task (or the emulator's loop) changes: there is no event."""
+    async with asyncio.timeout(10):
+        while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
 
@@ -116,12 +117,13 @@ async def test_an_ended_stream_is_resumed_from_its_resource_version_without_a_li
         await asyncio.to_thread(
             cluster.patch, "configmaps", "a", {"data": {"v": str(round_ + 2)}}, "default"
         )
-        await until(lambda r=round_: recorder.state.get("a") == str(r + 2))
+        wanted = str(round_ + 2)
+        await until(lambda: recorder.state.get("a") == wanted)  # noqa: B023 (awaited here)
     assert await asyncio.to_thread(requests, cluster, "list") == 1
     assert reflector.lists == 1 and reflector.watches >= 4
     watches = [r for r in cluster.request_log() if r.verb == "watch"]
-    versions = [r.query.get("resourceVersion") for r in watches]
-    assert all(versions) and versions == sorted(versions, key=int)  # always moving on
+    versions = [int(r.query.get("resourceVersion") or 0) for r in watches]
+    assert all(versions) and versions == sorted(versions)  # always moving on
     assert all(r.query.get("allowWatchBookmarks") == "true" for r in watches)
 
 

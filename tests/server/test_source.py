@@ -98,7 +98,7 @@ async def test_a_dropped_watch_resumes_and_misses_nothing_without_a_relist(
     running: tuple[ConfigMapSource, SnapshotStore],
     ec_private: ec.EllipticCurvePrivateKey,
 ) -> None:
-    source, store = running
+    _, store = running
     await asyncio.to_thread(publish, cluster, "gone", configmap_data(public_jwk(ec_private)))
     await until(lambda: store.get("default", "gone") is not None)
     lists_before = [r for r in await asyncio.to_thread(cluster.request_log) if r.verb == "list"]
@@ -117,7 +117,7 @@ async def test_after_compaction_a_relist_removes_what_vanished(
     running: tuple[ConfigMapSource, SnapshotStore],
     ec_private: ec.EllipticCurvePrivateKey,
 ) -> None:
-    source, store = running
+    _, store = running
     await asyncio.to_thread(publish, cluster, "gone", configmap_data(public_jwk(ec_private)))
     await until(lambda: store.get("default", "gone") is not None)
     await asyncio.to_thread(cluster.fail_next, 503, 3, verb="watch", plural="configmaps")
