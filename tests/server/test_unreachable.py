@@ -58,7 +58,7 @@ def test_unreachable_api_server_is_not_called_a_snapshot(tmp_path: Path) -> None
             time.sleep(0.1)
         text = log.read_text()
         assert "nothing listed yet, not ready" in text
-        assert "serving the last snapshot" not in text
+        assert "keeping what was listed" not in text
         with pytest.raises(urllib.error.HTTPError) as answer:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
         assert answer.value.code == 503

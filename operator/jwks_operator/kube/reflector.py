@@ -125,7 +125,9 @@ class Reflector:
                     "%s: %s; %s, retrying in %.1fs",
                     self.title,
                     describe(error),
-                    "keeping what was listed" if self.synced.is_set() else "nothing listed yet",
+                    "keeping what was listed"
+                    if self.synced.is_set()
+                    else "nothing listed yet, not ready",
                     delay,
                 )
                 await asyncio.sleep(delay)
