@@ -19,6 +19,7 @@ import kopf
 
 from jwks_operator.core.contract import GROUP, PLURAL, VERSION
 from jwks_operator.operator.credentials import SharedLogin
+from jwks_operator.operator.settings import RELAY_HANDLER
 from jwks_operator.operator.wakeups import Wakers
 from jwks_operator.operator.worker import KeySetWorker, Runtime
 
@@ -78,7 +79,7 @@ def build_registry(runtime: Runtime, wakers: Wakers, login: SharedLogin) -> kopf
             relay.cancel()
             wakers.unregister(waker)
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="keyset-changes")
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id=RELAY_HANDLER)
     async def keyset_changed(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
         waker = wakers.get(namespace or "", name)
         if waker is not None:

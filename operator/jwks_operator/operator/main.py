@@ -12,7 +12,7 @@ from jwks_operator.kube.client import DEFAULT_BURST, DEFAULT_QPS, KubeClient
 from jwks_operator.logs import keyset_extra
 from jwks_operator.operator.credentials import SharedLogin
 from jwks_operator.operator.handlers import build_registry
-from jwks_operator.operator.settings import operator_settings
+from jwks_operator.operator.settings import RELAY_HANDLER, operator_settings
 from jwks_operator.operator.wakeups import Wakers
 from jwks_operator.operator.worker import Runtime
 from jwks_operator.store.kubernetes import PLURALS
@@ -36,6 +36,18 @@ def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -
     _log.log(level, "%s %s: %s", label, reason, message, extra=keyset_extra(label, reason))
 
 
+def _not_a_relay_success(record: logging.LogRecord) -> bool:
+    """Drop Kopf's "Handler 'keyset-changes' succeeded." (INFO, on every keyset event).
+
+    That handler only relays the event to the keyset's daemon; at thousands of keysets the
+    line is most of the log and says nothing. Its failures, and the daemon's own lines,
+    are kept; ``--log-level debug`` still shows Kopf's "is invoked" lines.
+    """
+    return not (
+        record.levelno == logging.INFO and record.msg == f"Handler {RELAY_HANDLER!r} succeeded."
+    )
+
+
 def run_operator(
     *,
     namespaces: tuple[str, ...],
@@ -51,6 +63,7 @@ def run_operator(
 ) -> int:
     """Run Kopf until it stops; logging is already configured (``jwks_operator.logs``)."""
     settings = operator_settings()
+    logging.getLogger("kopf.objects").addFilter(_not_a_relay_success)
     login = SharedLogin(settings, context, kubeconfig)
     client = KubeClient(login.endpoint, qps=qps, burst=burst)
     wakers = Wakers()

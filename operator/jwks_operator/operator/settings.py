@@ -19,6 +19,8 @@ import kopf
 from jwks_operator.core.contract import GROUP
 
 FINALIZER = f"{GROUP}/finalizer"
+RELAY_HANDLER = "keyset-changes"
+"""The id of the handler that relays keyset events to daemons (its success is not logged)."""
 
 
 def operator_settings() -> kopf.OperatorSettings:
