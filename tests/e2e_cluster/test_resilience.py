@@ -252,7 +252,7 @@ def test_watches_resumed_after_a_restart_and_compaction_relist_and_miss_nothing(
             timeout=60,
         )
     log = workloads.server.output()[server_log_before:]
-    assert "re-listing" in log or "retrying" in log, log[-2000:]
+    assert "listing again" in log or "retrying" in log, log[-2000:]
 
 
 def churn(prefix: str, count: int) -> None:

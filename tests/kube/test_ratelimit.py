@@ -65,3 +65,15 @@ async def test_every_request_of_the_client_takes_a_turn(api: str) -> None:
     assert client.requests == 6
     # Two went at once; the other four waited their turns: 0.05 + 0.10 + 0.15 + 0.20 s.
     assert client.limiter.waited == pytest.approx(0.5)
+
+
+def test_the_documented_defaults_are_the_codes() -> None:
+    """One source of truth: the help text and the docs quote the constants."""
+    from pathlib import Path
+
+    from jwks_operator.kube.client import DEFAULT_BURST, DEFAULT_QPS
+
+    root = Path(__file__).resolve().parents[2]
+    assert f"defaults {DEFAULT_QPS:g}/{DEFAULT_BURST}" in (root / "docs/server.md").read_text()
+    operator_doc = (root / "docs/operator.md").read_text()
+    assert f"default {DEFAULT_QPS:g} per second, bursts of {DEFAULT_BURST}" in operator_doc

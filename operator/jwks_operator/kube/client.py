@@ -40,8 +40,8 @@ MERGE_PATCH: Final = "application/merge-patch+json"
 CALL_TIMEOUT: Final = 30.0
 """Seconds one call (all its retries excepted) may take, connecting included."""
 _TIMEOUT: Final = aiohttp.ClientTimeout(total=CALL_TIMEOUT, sock_connect=10)
-DEFAULT_QPS: Final = 50.0
-DEFAULT_BURST: Final = 100
+DEFAULT_QPS: Final = 100.0
+DEFAULT_BURST: Final = 300
 """The rate limit's defaults (``--kube-api-qps``/``--kube-api-burst``); see docs/operator.md."""
 ENDPOINT_MAX_AGE: Final = 300.0
 """Seconds after which the credentials are looked up again even without a 401 (a

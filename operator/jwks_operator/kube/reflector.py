@@ -28,6 +28,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import aiohttp
+
 from jwks_operator.kube.client import KubeApiError, KubeClient, WatchExpired
 
 _log = logging.getLogger("jwks_operator.reflector")
@@ -190,12 +192,17 @@ class Reflector:
             params["labelSelector"] = self._selector
         self.watches += 1
         read_timeout = min(timeout + 30.0, self.settings.bookmark_silence)
-        async for line in self.client.watch(self.path, params, read_timeout=read_timeout):
-            if len(line) > _INLINE_DECODE:
-                event = await asyncio.to_thread(json.loads, line)
-            else:
-                event = json.loads(line)
-            await self._event(event)
+        try:
+            async for line in self.client.watch(self.path, params, read_timeout=read_timeout):
+                if len(line) > _INLINE_DECODE:
+                    event = await asyncio.to_thread(json.loads, line)
+                else:
+                    event = json.loads(line)
+                await self._event(event)
+        except TimeoutError:
+            return "silent"  # no event and no bookmark for too long: resumed like any end
+        except aiohttp.ClientPayloadError:
+            return "dropped"  # the connection broke mid-stream (an API server restart)
         return "closed"
 
     async def _event(self, event: Mapping[str, Any]) -> None:
