@@ -20,7 +20,6 @@ wake it for the echoes of its own writes, or every reconciliation would cause an
 import asyncio
 import hashlib
 import json
-from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -28,7 +27,19 @@ from typing import Any, Final
 from jwks_operator.core.contract import KEYSET_LABEL, ROTATE_ANNOTATION
 from jwks_operator.store.kubernetes import CONFIGMAP
 
-_KNOWN_VERSIONS: Final = 64
+_KNOWN_VERSIONS: Final = 32
+"""How many recent versions (and vouched kid sets) each waker remembers per object: a
+reconcile writes an object at most twice, so this spans many reconciles of echoes."""
+
+
+def _remember(recent: list[Any], item: Any) -> None:
+    """Append to a short bounded list. A list, not a ``deque(maxlen=...)``: a deque costs
+    a 64-slot block (over 500 bytes) even when nearly empty, and there are four per
+    keyset; at 10,000 keysets that was 20 MiB."""
+    if item not in recent:
+        recent.append(item)
+        if len(recent) > _KNOWN_VERSIONS:
+            del recent[0]
 
 
 def change_key(body: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -69,27 +80,24 @@ class Waker:
         self.uid = uid
         self.seen: tuple[Any, ...] | None = None
         self.targets: dict[str, str] = {}
-        self._claims: deque[tuple[str, str]] = deque(maxlen=_KNOWN_VERSIONS)
-        self._vouched: deque[frozenset[str]] = deque(maxlen=_KNOWN_VERSIONS)
+        self._claims: list[tuple[str, str]] = []
+        self._vouched: list[frozenset[str]] = []
         """The kid sets this daemon wrote to ``status.keys`` (recorded before each write)."""
         self._event = asyncio.Event()
         self._pending: list[_Pending] = []
-        self._known: dict[tuple[str, str], deque[str]] = {}
+        self._known: dict[tuple[str, str], list[str]] = {}
         self.stopping = False
 
     # -- the store's Tracker protocol
     def observed(self, kind: str, name: str, resource_version: str) -> None:
-        versions = self._known.setdefault((kind, name), deque(maxlen=_KNOWN_VERSIONS))
-        if resource_version not in versions:
-            versions.append(resource_version)
+        _remember(self._known.setdefault((kind, name), []), resource_version)
 
     def _known_version(self, kind: str, name: str, version: str) -> bool:
         return version in self._known.get((kind, name), ())
 
     def vouched(self, kids: frozenset[str]) -> None:
         """``status.keys`` is about to list exactly ``kids`` (written by this daemon)."""
-        if kids not in self._vouched:
-            self._vouched.append(kids)
+        _remember(self._vouched, kids)
 
     # -- watch events
     def keyset_event(self, body: Mapping[str, Any]) -> bool:
@@ -131,7 +139,7 @@ class Waker:
         reports it (``UntrustedConfigMap``) and reports it gone; each version wakes once."""
         if kind != CONFIGMAP or not self.targets or (name, version) in self._claims:
             return False
-        self._claims.append((name, version))
+        _remember(self._claims, (name, version))
         gone = " deleted" if event_type == "DELETED" else ""
         self._wake(_Pending(f"{kind} {name} claims the keyset{gone}"))
         return True
