@@ -15,7 +15,7 @@ def test_sign_kube_with_a_malformed_kubeconfig(
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     assert main(["sign", "--keyset", "ns/name", "--kube"]) == 2
     err = capsys.readouterr().err
-    assert "cannot load the kubeconfig" in err
+    assert "cannot load the Kubernetes configuration" in err
     assert "Traceback" not in err
 
 
