@@ -7,6 +7,7 @@ from typing import Any
 import kopf
 
 from jwks_operator.core.contract import API_VERSION, KIND
+from jwks_operator.core.labelselector import LabelSelector
 from jwks_operator.logs import keyset_extra
 from jwks_operator.operator.credentials import SharedLogin
 from jwks_operator.operator.handlers import build_registry
@@ -43,12 +44,18 @@ def run_operator(
     liveness: str | None,
     resync: float,
     context: str | None = None,
+    shard: LabelSelector | None = None,
 ) -> int:
-    """Run Kopf until it stops; logging is already configured (``jwks_operator.logs``)."""
-    settings = operator_settings()
+    """Run Kopf until it stops; logging is already configured (``jwks_operator.logs``).
+
+    With ``shard`` (``--keyset-selector``) only the JwksKeySets whose labels match it are
+    watched and reconciled: one shard of several processes that split the keysets."""
+    settings = operator_settings(str(shard) if shard is not None else None)
     login = SharedLogin(settings, context)
     runtime = Runtime(client=KubeClient(login.endpoint), post_event=post_event, resync=resync)
-    registry = build_registry(runtime, Wakers(), login)
+    registry = build_registry(runtime, Wakers(), login, shard)
+    if shard is not None:
+        _log.info(f"Shard: reconciling only the JwksKeySets whose labels match {shard}")
     kopf.run(
         registry=registry,
         settings=settings,

@@ -8,6 +8,9 @@
 - Secrets and ConfigMaps are watched with a server-side label selector: the operator
   never streams the cluster's other Secrets, only its own (the watch exists to notice
   deletion and hand edits). Kopf's handlers filter by label again on the client side.
+- With ``--keyset-selector`` (a shard), JwksKeySets are watched with that label selector
+  too: the API server sends only this shard's keysets, and a DELETED event for one that is
+  relabelled away (``handlers`` then stops its daemon).
 """
 
 import logging
@@ -16,13 +19,13 @@ import socket
 
 import kopf
 
-from jwks_operator.core.contract import GROUP, MANAGED_BY, MANAGED_BY_LABEL
+from jwks_operator.core.contract import GROUP, MANAGED_BY, MANAGED_BY_LABEL, PLURAL
 
 FINALIZER = f"{GROUP}/finalizer"
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
 
-def operator_settings() -> kopf.OperatorSettings:
+def operator_settings(keyset_selector: str | None = None) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -37,4 +40,6 @@ def operator_settings() -> kopf.OperatorSettings:
     settings.posting.event_name_prefix = "jwks-operator-"
     for plural in ("secrets", "configmaps"):
         settings.watching.label_selectors["v1", plural] = MANAGED_SELECTOR
+    if keyset_selector:
+        settings.watching.label_selectors[GROUP, PLURAL] = keyset_selector
     return settings
