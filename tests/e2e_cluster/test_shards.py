@@ -279,7 +279,6 @@ def test_label_shards_never_share_a_keyset_and_a_move_keeps_its_keys(
         kube.kubectl(
             "-n", SHARD_NS, "label", "jwkskeyset", "a-one", "jwks.dev/shard=b", "--overwrite"
         )
-        a.wait_for_output(f"[{SHARD_NS}/a-one] Left this operator's watch", timeout=30)
         kube.wait_for("shard b to adopt a-one", lambda: reconciled(b, SHARD_NS, "a-one"))
         kube.wait_for("the shards to recount", lambda: owned(a) == 1 and owned(b) == 2)
         (adopted,) = reconciled(b, SHARD_NS, "a-one")
@@ -299,6 +298,7 @@ def test_label_shards_never_share_a_keyset_and_a_move_keeps_its_keys(
         repaired = kube.kubectl_json("-n", SHARD_NS, "get", "configmap", "a-one-jwks")
         assert repaired["data"]["jwks.json"] == before["configmap"][1]["jwks.json"]
         assert len(reconciled(a, SHARD_NS, "a-one")) == by_a
+        a.wait_for_output(f"[{SHARD_NS}/a-one] Left this operator's watch", timeout=5)
         left = a.output().index(f"[{SHARD_NS}/a-one] Left this operator's watch")
         after_leaving = a.output()[left:].splitlines()[1:]
         lines = [line for line in after_leaving if _mention(SHARD_NS, "a-one").search(line)]
