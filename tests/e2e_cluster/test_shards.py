@@ -23,6 +23,7 @@ reconcile every keyset.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import urllib.request
@@ -178,7 +179,7 @@ def test_releases_split_by_namespace_install_side_by_side(
                 assert kube.exists(ns, "role", name) and kube.exists(ns, "rolebinding", name)
             kube.wait_for(
                 f"the peering object of {release}",
-                lambda ns=ns, release=release: kube.exists(ns, "kopfpeering", release),
+                functools.partial(kube.exists, ns, "kopfpeering", release),
             )
             other = NS_TWO if ns == NS_ONE else NS_ONE
             assert not kube.exists(other, "role", f"{fullname(release)}-operator")
@@ -190,7 +191,7 @@ def test_releases_split_by_namespace_install_side_by_side(
             kube.apply(labelled(ns, f"keys-of-{release}", None))
         for release, ns in releases.items():
             kube.wait_for(
-                f"{ns} keyset Ready", lambda ns=ns, r=release: kube.ready(ns, f"keys-of-{r}")
+                f"{ns} keyset Ready", functools.partial(kube.ready, ns, f"keys-of-{release}")
             )
         for release, ns in releases.items():
             other_release = "ns-two" if release == "ns-one" else "ns-one"
@@ -239,7 +240,7 @@ def test_label_shards_never_share_a_keyset_and_a_move_keeps_its_keys(
             kube.apply(labelled(SHARD_NS, name, shard))
         for name, shard in keysets.items():
             if shard is not None:
-                kube.wait_for(f"{name} Ready", lambda name=name: kube.ready(SHARD_NS, name))
+                kube.wait_for(f"{name} Ready", functools.partial(kube.ready, SHARD_NS, name))
         kube.wait_for("both shards to count their keysets", lambda: owned(a) == 2 and owned(b) == 1)
 
         # Each keyset was reconciled by its own shard, and the other shard never even saw it

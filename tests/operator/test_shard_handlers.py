@@ -29,7 +29,7 @@ NS, NAME, UID = "identity", "auth", "uid-1"
 def body(shard: str | None) -> kopf.Body:
     labels = {"jwks.dev/shard": shard} if shard else {}
     meta = {"namespace": NS, "name": NAME, "uid": UID, "generation": 1, "labels": labels}
-    return kopf.Body({"metadata": meta, "spec": {"algorithm": "ES256"}})
+    return kopf.Body(cast(Any, {"metadata": meta, "spec": {"algorithm": "ES256"}}))
 
 
 def handler(registry: kopf.OperatorRegistry, id: str) -> Any:
