@@ -23,10 +23,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from jwks_operator.core.specfields import NAME_MAX, NAME_PATTERN
+
 _NAME: Final = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_PREFIX: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_PREFIX: Final = re.compile(NAME_PATTERN)  # a DNS subdomain, as an object name
 _NAME_MAX: Final = 63
-_PREFIX_MAX: Final = 253
+_PREFIX_MAX: Final = NAME_MAX
 _SYMBOLS: Final = ("==", "!=", "=", "!", ",", "(", ")", ">", "<")
 _SEPARATORS: Final = frozenset(" \t\n,()=!<>")
 
