@@ -119,6 +119,14 @@ def served(base: str, ns: str, name: str) -> bytes:
         return bytes(response.read())
 
 
+def operator_writes(name: str) -> list[dict[str, Any]]:
+    """What Kopf (finalizer, annotations) and the operator (status) last wrote to a keyset:
+    their managedFields entries, each with the fields it owns and the time of its write."""
+    obj = kube.kubectl_json("-n", SHARD_NS, "get", "jwkskeyset", name, "--show-managed-fields")
+    entries = obj["metadata"]["managedFields"]
+    return [entry for entry in entries if entry["manager"] in ("kopf", "jwks-operator")]
+
+
 def ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
     (ready,) = [c for c in obj["status"]["conditions"] if c["type"] == "Ready"]
     return dict(ready)
@@ -277,11 +285,16 @@ def test_label_shards_never_share_a_keyset_and_a_move_keeps_its_keys(
         before = state()
         assert before["ready"]["status"] == "True" and before["finalizers"] == [FINALIZER]
         by_a = len(reconciled(a, SHARD_NS, "a-one"))
+        written = operator_writes("a-one")
+        assert {entry["manager"] for entry in written} == {"kopf", "jwks-operator"}
         kube.kubectl(
             "-n", SHARD_NS, "label", "jwkskeyset", "a-one", "jwks.dev/shard=b", "--overwrite"
         )
         kube.wait_for("shard b to adopt a-one", lambda: reconciled(b, SHARD_NS, "a-one"))
         kube.wait_for("the shards to recount", lambda: owned(a) == 1 and owned(b) == 2)
+        # Neither shard wrote the keyset: no finalizer removed or added, no annotation of
+        # Kopf's, no status patch (the API server records each writer's fields and time).
+        assert operator_writes("a-one") == written
         (adopted,) = reconciled(b, SHARD_NS, "a-one")
         assert "trigger: daemon started" in adopted and "keys written" not in adopted
         assert state() == before  # same kids, no write to the Secret or ConfigMap, Ready kept
