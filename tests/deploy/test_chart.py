@@ -35,6 +35,7 @@ MATRIX = [
     "peering",
     "peering-namespaced",
     "tls",
+    "shard",
 ]
 FULLNAME = f"{RELEASE}-jwks-operator"
 OPERATOR = f"{FULLNAME}-operator"
@@ -483,6 +484,9 @@ def test_rendered_command_lines_are_accepted_by_the_real_cli(values: str) -> Non
     assert bool(operator.peering) == peering and operator.standalone == (not peering)
     assert operator.priority == (2 if peering else 0)
     assert operator.liveness == "http://0.0.0.0:8081/healthz"
+    selector = yaml.safe_load(values_file(values).read_text()).get("operator", {})
+    shard = selector.get("keysetSelector")
+    assert str(operator.keyset_selector) == shard if shard else operator.keyset_selector is None
     assert (server.host, server.port, server.max_age) == ("0.0.0.0", 8080, 300)
 
 

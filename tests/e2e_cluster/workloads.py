@@ -93,9 +93,13 @@ class LocalWorkloads:
         self.processes.append(process)
         return process
 
-    def start_operator(self, priority: int = 0, extra: tuple[str, ...] = ()) -> CliProcess:
-        """The operator with the installed workload's args; ``$(POD_INDEX)`` -> priority."""
-        args, account = self.container_args(kube.OPERATOR)
+    def start_operator(
+        self, priority: int = 0, extra: tuple[str, ...] = (), workload: str = kube.OPERATOR
+    ) -> CliProcess:
+        """The operator with the installed workload's args; ``$(POD_INDEX)`` -> priority.
+
+        ``workload``: the operator of another release in ``kube.NAMESPACE`` (a shard)."""
+        args, account = self.container_args(workload)
         argv: list[str] = []
         for arg in args:
             if arg.startswith("http://0.0.0.0:"):

@@ -47,6 +47,13 @@ def test_conflicting_flags_exit_2(argv: list[str], capsys: pytest.CaptureFixture
         (["run", "-A", "--liveness", "notaurl"], "is not a URL like http://0.0.0.0:8081/healthz"),
         (["run", "-A", "--liveness", "http://0.0.0.0:99999/healthz"], "port is out of range"),
         (["run", "-A", "--peering", "Bad Name"], "is not a Kubernetes object name"),
+        (
+            ["run", "-A", "--keyset-selector", "jwks.dev/shard=a b"],
+            "argument --keyset-selector: 'jwks.dev/shard=a b': expected ',' between "
+            "requirements, found 'b'",
+        ),
+        (["run", "-A", "--keyset-selector", ""], "the selector is empty"),
+        (["run", "-A", "--keyset-selector", "shard>1"], "is not supported"),
     ],
 )
 def test_bad_flag_values_exit_2(

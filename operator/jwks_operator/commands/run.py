@@ -5,7 +5,9 @@ in-cluster service account, ``~/.kube/config``). The scope must be explicit
 (``--namespace`` or ``--all-namespaces``), because an operator that silently watches the
 whole cluster needs cluster-wide rights its chart may not have granted. One replica runs
 ``--standalone`` (the default); several replicas use ``--peering NAME`` so that exactly
-one of them is active (Kopf peering; the chart creates the peering object).
+one of them is active (Kopf peering; the chart creates the peering object). Several
+operators can split the keysets between them (shards): by namespace, or by
+``--keyset-selector`` (docs/operator.md, "Shards").
 """
 
 import argparse
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit
 from jwks_operator import logs
 from jwks_operator.commands import kubeflags
 from jwks_operator.core.durations import DurationError, parse_duration
+from jwks_operator.core.labelselector import LabelSelector, SelectorError, parse_selector
 from jwks_operator.core.spec import NAME_MAX, NAME_PATTERN
 
 EXIT_USAGE = 2
@@ -61,6 +64,13 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
         help="serve Kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz",
     )
     parser.add_argument(
+        "--keyset-selector",
+        metavar="SELECTOR",
+        type=_keyset_selector,
+        help="reconcile only the JwksKeySets whose labels match this Kubernetes label "
+        "selector (e.g. jwks.dev/shard=a): one shard of several operators",
+    )
+    parser.add_argument(
         "--resync",
         default="5m",
         metavar="DURATION",
@@ -96,6 +106,14 @@ def _liveness_url(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a URL like http://0.0.0.0:8081/healthz")
     return text
+
+
+def _keyset_selector(text: str) -> LabelSelector:
+    """Checked here: the API server would refuse a bad selector on every watch, forever."""
+    try:
+        return parse_selector(text)
+    except SelectorError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
 
 
 def _peering_name(text: str) -> str:
@@ -161,4 +179,5 @@ def _handle(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig,
         qps=args.kube_api_qps,
         burst=args.kube_api_burst,
+        shard=args.keyset_selector,
     )

@@ -7,6 +7,7 @@ from typing import Any
 import kopf
 
 from jwks_operator.core.contract import API_VERSION, KEYSET_LABEL, KIND, MANAGED_SELECTOR
+from jwks_operator.core.labelselector import LabelSelector
 from jwks_operator.kube.cache import ObjectCache
 from jwks_operator.kube.client import DEFAULT_BURST, DEFAULT_QPS, KubeClient
 from jwks_operator.logs import keyset_extra
@@ -60,9 +61,13 @@ def run_operator(
     kubeconfig: str | None = None,
     qps: float = DEFAULT_QPS,
     burst: int = DEFAULT_BURST,
+    shard: LabelSelector | None = None,
 ) -> int:
-    """Run Kopf until it stops; logging is already configured (``jwks_operator.logs``)."""
-    settings = operator_settings()
+    """Run Kopf until it stops; logging is already configured (``jwks_operator.logs``).
+
+    With ``shard`` (``--keyset-selector``) only the JwksKeySets whose labels match it are
+    watched and reconciled: one shard of several processes that split the keysets."""
+    settings = operator_settings(str(shard) if shard is not None else None)
     logging.getLogger("kopf.objects").addFilter(_not_a_relay_success)
     login = SharedLogin(settings, context, kubeconfig)
     client = KubeClient(login.endpoint, qps=qps, burst=burst)
@@ -76,7 +81,9 @@ def run_operator(
         listener=wakers.object_changed,
     )
     runtime = Runtime(client=client, cache=cache, post_event=post_event, resync=resync)
-    registry = build_registry(runtime, wakers, login)
+    registry = build_registry(runtime, wakers, login, shard)
+    if shard is not None:
+        _log.info(f"Shard: reconciling only the JwksKeySets whose labels match {shard}")
     kopf.run(
         registry=registry,
         settings=settings,

@@ -8,6 +8,9 @@
 - Secrets and ConfigMaps are not Kopf's: the operator's cache (``kube.cache``) watches
   them with the server-side selector ``core.contract.MANAGED_SELECTOR``, so the operator
   never streams the cluster's other Secrets, only its own.
+- With ``--keyset-selector`` (a shard), JwksKeySets are watched with that label selector:
+  the API server sends only this shard's keysets, and a DELETED event for one that is
+  relabelled away (``handlers`` then stops its daemon).
 """
 
 import logging
@@ -16,14 +19,14 @@ import socket
 
 import kopf
 
-from jwks_operator.core.contract import GROUP
+from jwks_operator.core.contract import GROUP, PLURAL
 
 FINALIZER = f"{GROUP}/finalizer"
 RELAY_HANDLER = "keyset-changes"
 """The id of the handler that relays keyset events to daemons (its success is not logged)."""
 
 
-def operator_settings() -> kopf.OperatorSettings:
+def operator_settings(keyset_selector: str | None = None) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -36,4 +39,6 @@ def operator_settings() -> kopf.OperatorSettings:
     settings.posting.reporting_component = "jwks-operator"
     settings.posting.reporting_instance = os.environ.get("POD_NAME") or socket.gethostname()
     settings.posting.event_name_prefix = "jwks-operator-"
+    if keyset_selector:
+        settings.watching.label_selectors[GROUP, PLURAL] = keyset_selector
     return settings

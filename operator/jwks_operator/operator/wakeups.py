@@ -87,6 +87,10 @@ class Waker:
         self._pending: list[_Pending] = []
         self._known: dict[tuple[str, str], list[str]] = {}
         self.stopping = False
+        self.owned = True
+        """Whether this process reconciles the keyset (its labels match ``--keyset-selector``)."""
+        self.departed = False
+        """The keyset left the watch (deleted, or relabelled into another shard's selector)."""
 
     # -- the store's Tracker protocol
     def observed(self, kind: str, name: str, resource_version: str) -> None:
@@ -150,6 +154,11 @@ class Waker:
     def stop(self) -> None:
         self.stopping = True
         self._event.set()
+
+    def depart(self) -> None:
+        """Stop for good: the keyset is no longer this process's to reconcile."""
+        self.departed = True
+        self.stop()
 
     def _wake(self, pending: _Pending) -> None:
         self._pending.append(pending)
