@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from jwks_operator.cli import build_parser
+from jwks_operator.kube.client import DEFAULT_BURST, DEFAULT_QPS
 from tests.deploy.support import (
     CHART,
     CRD_DIR,
@@ -36,6 +37,7 @@ MATRIX = [
     "peering-namespaced",
     "tls",
     "shard",
+    "limits",
 ]
 FULLNAME = f"{RELEASE}-jwks-operator"
 OPERATOR = f"{FULLNAME}-operator"
@@ -488,6 +490,11 @@ def test_rendered_command_lines_are_accepted_by_the_real_cli(values: str) -> Non
     shard = selector.get("keysetSelector")
     assert str(operator.keyset_selector) == shard if shard else operator.keyset_selector is None
     assert (server.host, server.port, server.max_age) == ("0.0.0.0", 8080, 300)
+    document = yaml.safe_load(values_file(values).read_text()) or {}
+    for role, parsed in (("operator", operator), ("server", server)):
+        limits = (document.get(role) or {}).get("kubeApi") or {}
+        assert parsed.kube_api_qps == limits.get("qps", DEFAULT_QPS)
+        assert parsed.kube_api_burst == limits.get("burst", DEFAULT_BURST)
 
 
 def test_oldest_supported_kubernetes() -> None:

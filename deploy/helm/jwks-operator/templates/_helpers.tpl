@@ -125,3 +125,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-tls" (include "jwks.serverName" .)) .Values.server.tls.secretName }}
 {{- end }}
 
+
+{{/*
+The client-side API rate limit flags, only for the values that are set (0 is a value:
+"no limit"); unset, the program's own defaults apply, so they are written down once.
+*/}}
+{{- define "jwks.kubeApiArgs" -}}
+{{- if not (kindIs "invalid" .qps) }}
+- --kube-api-qps
+- {{ .qps | toString | quote }}
+{{- end }}
+{{- if not (kindIs "invalid" .burst) }}
+- --kube-api-burst
+- {{ .burst | toString | quote }}
+{{- end }}
+{{- end }}
