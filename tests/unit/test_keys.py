@@ -192,3 +192,37 @@ def test_duplicate_kid_message_is_bounded() -> None:
     with pytest.raises(UnsafeJwksError) as caught:
         check_public_jwks({"keys": [{"kty": "EC", "kid": kid}, {"kty": "EC", "kid": kid}]})
     assert len(str(caught.value)) < 200
+
+
+def test_a_key_checked_once_is_not_checked_again_when_its_loaded_object_was_evicted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Thousands of RSA keysets hold more keys than the loaded-object memo: a key whose
+    exact members passed the RSA check in this process skips it (~50 ms) on a reload; a
+    changed key (one member different) is checked again, and refused when inconsistent."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from jwks_operator.core import keys
+
+    checks: list[bool] = []
+    original = rsa.RSAPrivateNumbers.private_key
+
+    def spy(self: rsa.RSAPrivateNumbers, *args: object, **kwargs: bool) -> object:
+        checks.append(not kwargs.get("unsafe_skip_rsa_key_validation", False))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(rsa.RSAPrivateNumbers, "private_key", spy)
+    stored = dict(generate_key("RS256", 2048).private_jwk)
+    keys._LOADED.clear()
+    keys._MATERIALS.clear()
+    keys._CHECKED.clear()  # as in a new process: the first load checks in full
+    load_material(stored, "RS256", 2048)
+    keys._LOADED.clear()  # evicted by thousands of other keys
+    keys._MATERIALS.clear()
+    again = load_material(stored, "RS256", 2048)
+    assert checks == [True, False]
+    assert again.kid == thumbprint(again.public_jwk)
+    other = generate_key("RS256", 2048)
+    with pytest.raises(KeyLoadError):
+        load_material(dict(stored, p=other.private_jwk["p"]), "RS256", 2048)
+    assert checks[-1] is True

@@ -12,6 +12,8 @@ shows no secret.
 
 import asyncio
 import base64
+import hashlib
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -173,8 +175,30 @@ _MATERIALS: "OrderedDict[tuple[_Identity, str, int | None], KeyMaterial]" = Orde
 reconciliation parses every stored key. KeyMaterial is immutable, so it is shared."""
 
 
+_CHECKED: "OrderedDict[bytes, None]" = OrderedDict()
+_CHECKED_MAX: Final = 262_144
+"""Digests of the stored keys already checked in full in this process. ``_LOADED`` keeps
+the loaded objects of the last 1,024 keys only (they weigh kilobytes each); at thousands
+of RSA keysets (three keys each) it cannot hold them all, and every reconciliation would
+pay the RSA check again (~50 ms a key: 150 ms per RS256 keyset per resync). A digest is
+32 bytes: a key whose exact members passed the check once is imported again without it."""
+
+
+def _digest(identity: _Identity) -> bytes:
+    return hashlib.sha256(json.dumps(identity, separators=(",", ":")).encode()).digest()
+
+
 def _remember(identity: _Identity, loaded: _Loaded) -> None:
     _bounded_put(_LOADED, identity, loaded)
+    with _LOADED_LOCK:
+        _CHECKED[_digest(identity)] = None
+        while len(_CHECKED) > _CHECKED_MAX:
+            _CHECKED.popitem(last=False)
+
+
+def _checked(identity: _Identity) -> bool:
+    with _LOADED_LOCK:
+        return _digest(identity) in _CHECKED
 
 
 def _bounded_put(memo: "OrderedDict[Any, Any]", key: object, value: object) -> None:
@@ -191,13 +215,14 @@ def _loaded(private_jwk: Mapping[str, Any]) -> _Loaded:
         known = _LOADED.get(identity)
     if known is not None:
         return known
-    loaded = _load(dict(identity))
+    loaded = _load(dict(identity), checked=_checked(identity))
     _remember(identity, loaded)
     return loaded
 
 
-def _load(private_jwk: dict[str, str]) -> _Loaded:
-    """Import with jwcrypto (full RSA check), and check the public half is the stored one."""
+def _load(private_jwk: dict[str, str], *, checked: bool = False) -> _Loaded:
+    """Import with jwcrypto (full RSA check unless these exact members passed it in this
+    process: ``checked``), and check the public half is the stored one."""
     kty = private_jwk.get("kty")
     if kty not in PUBLIC_MEMBERS:
         raise KeyLoadError("private JWK has an unsupported kty/crv")
@@ -205,6 +230,7 @@ def _load(private_jwk: dict[str, str]) -> _Loaded:
         raise KeyLoadError("private JWK has an unsupported kty/crv")
     try:
         signer = import_jwk(private_jwk)  # a stored key: jwcrypto checks it in full
+        signer.unsafe_skip_rsa_key_validation = checked
         if not signer.has_private:
             raise KeyLoadError("private JWK has no private part")
         key = signer.get_op_key("sign", private_jwk.get("crv"))
