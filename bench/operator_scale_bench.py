@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -379,6 +380,16 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 30.0) -> float
         return None
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process (0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_figures(pid: int) -> dict[str, float]:
     """VmHWM, VmRSS (MiB) and utime + stime (s) of a live process, from /proc."""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -387,10 +398,7 @@ def proc_figures(pid: int) -> dict[str, float]:
         key, _, value = line.partition(":")
         if key in ("VmHWM", "VmRSS"):
             memory[key] = round(int(value.split()[0]) / 1024, 1)
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    cpu = cpu_seconds(pid)
     return {"hwm_mib": memory["VmHWM"], "rss_mib": memory["VmRSS"], "cpu_s": round(cpu, 2)}
 
 
@@ -615,6 +623,51 @@ async def rotation_burst(
     }
 
 
+async def proxy_overhead(api: Api, proxy: Proxy, calls: int = 200) -> dict[str, float]:
+    """Median of ``calls`` sequential GETs of one small object, straight and through the
+    proxy: what the proxy adds to each of the operator's round trips (while idle)."""
+    path = "/api/v1/namespaces/default"
+
+    async def timed(session: aiohttp.ClientSession, base: str) -> float:
+        samples = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            async with session.get(base + path) as answer:
+                await answer.read()
+                if answer.status != 200:
+                    raise BenchError(f"GET {base}{path}: {answer.status}")
+            samples.append(time.perf_counter() - started)
+        return round(statistics.median(samples) * 1000, 2)
+
+    async with aiohttp.ClientSession() as plain:
+        proxied = await timed(plain, f"http://127.0.0.1:{proxy.port}")
+    return {"direct_ms": await timed(api.session, api.server), "proxied_ms": proxied}
+
+
+def etcd_disk(etcd_url: str) -> dict[str, float | None]:
+    """etcd's mean WAL fsync and backend commit times: what every API write waits for."""
+    try:
+        with urllib.request.urlopen(f"{etcd_url}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return {}
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith(("etcd_disk_wal_fsync_duration_seconds_", "etcd_disk_backend_commit")):
+            with contextlib.suppress(ValueError):
+                values[name] = float(value)
+
+    def mean_ms(metric: str) -> float | None:
+        count = values.get(f"{metric}_count")
+        return round(values[f"{metric}_sum"] / count * 1000, 2) if count else None
+
+    return {
+        "wal_fsync_mean_ms": mean_ms("etcd_disk_wal_fsync_duration_seconds"),
+        "backend_commit_mean_ms": mean_ms("etcd_disk_backend_commit_duration_seconds"),
+    }
+
+
 async def measure(
     plane: controlplane.ControlPlane,
     proxy: Proxy,
@@ -628,6 +681,8 @@ async def measure(
     async with aiohttp.ClientSession(connector=connector) as session:
         api = Api(plane.server, session)
         await install_crd(api)
+        result["proxy_overhead"] = await proxy_overhead(api, proxy)
+        print(f"  one GET straight / through the proxy: {result['proxy_overhead']}", flush=True)
         names = keyset_names(keysets, args.namespaces)
         started = time.monotonic()
         await create_keysets(api, names, algorithm, args.in_flight)
@@ -640,7 +695,23 @@ async def measure(
         finally:
             await watch.stop()
     result["load_end"] = load()
+    result["etcd"] = etcd_disk(plane.etcd_url)
     return result
+
+
+@dataclass
+class Neighbours:
+    """CPU of the processes that share the cores with the operator: what its figures mean."""
+
+    pids: dict[str, int]
+    last: dict[str, float] = field(default_factory=dict)
+
+    def since_last(self) -> dict[str, float]:
+        now = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        now["harness"] = time.process_time()
+        spent = {name: round(now[name] - self.last.get(name, 0.0), 1) for name in now}
+        self.last = now
+        return spent
 
 
 async def phases(
@@ -653,6 +724,8 @@ async def phases(
 ) -> dict[str, Any]:
     count = len(names)
     out: dict[str, Any] = {}
+    neighbours = Neighbours({**args.plane_pids, "proxy": proxy.process.pid})
+    neighbours.since_last()
 
     # cold start
     t0 = operator.start()
@@ -674,6 +747,7 @@ async def phases(
         "at_idle": proc_figures(operator.pid),
         "requests": tally(cold_calls, keysets=count),
         "requests_to_idle": tally(proxy.log.between(t0, last + 0.001), keysets=count),
+        "neighbours_cpu_s": neighbours.since_last(),
     }
     print(f"  cold start: {json.dumps(out['cold'], default=str)[:400]}", flush=True)
 
@@ -685,6 +759,7 @@ async def phases(
         "idle_after_s": round(last - t1, 1),
         "at_idle": proc_figures(operator.pid),
         "requests": tally(during, keysets=count),
+        "neighbours_cpu_s": neighbours.since_last(),
     }
     print(f"  warm restart: {json.dumps(out['warm'], default=str)[:400]}", flush=True)
 
@@ -705,6 +780,7 @@ async def phases(
         out["burst"] = await rotation_burst(api, watch, operator, proxy.log, names, args)
         print(f"  burst: {json.dumps(out['burst'], default=str)[:400]}", flush=True)
         out["after_burst"] = proc_figures(operator.pid)
+        out["burst"]["neighbours_cpu_s"] = neighbours.since_last()
     out["whole_run"] = tally(proxy.log.between(t0), keysets=count)
     out["final_stop_s"] = operator.stop()
     return out
@@ -719,6 +795,9 @@ def run_one(keysets: int, algorithm: str, args: argparse.Namespace) -> dict[str,
         print(f"{algorithm} x {keysets}: control plane in {workdir}; load {load()}", flush=True)
         plane = controlplane.start(workdir / "controlplane")
         stack.callback(plane.stop)
+        args.plane_pids = {
+            name: pid for name, pid in plane.pids.items() if name != "kube-controller-manager"
+        }
         proxy = Proxy.start(plane, workdir)
         stack.callback(stop_process, proxy.process, 10)
         operator = Operator(
@@ -751,8 +830,8 @@ def table(results: list[dict[str, Any]]) -> str:
         "keysets",
         "alg",
         "cold start to all Ready",
-        "peak RSS cold / warm (VmHWM)",
-        "CPU s cold / warm",
+        "operator VmHWM/VmRSS MiB: cold; warm",
+        "operator CPU s: cold; warm",
         "cold requests (writes) per keyset",
         "peak req/s (cold)",
         "warm restart to idle",
@@ -777,8 +856,9 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{r['keysets']:,}",
             r["algorithm"],
             f"{cold['all_ready_s']} s",
-            f"{cold['at_ready']['hwm_mib']} / {warm.get('at_idle', {}).get('hwm_mib')} MiB",
-            f"{cold['at_ready']['cpu_s']} / {warm.get('at_idle', {}).get('cpu_s')}",
+            f"{cold['at_ready']['hwm_mib']}/{cold['at_ready']['rss_mib']}; "
+            f"{warm.get('at_idle', {}).get('hwm_mib')}/{warm.get('at_idle', {}).get('rss_mib')}",
+            f"{cold['at_ready']['cpu_s']}; {warm.get('at_idle', {}).get('cpu_s')}",
             f"{cold['requests']['requests_per_keyset']} ({cold['requests']['writes_per_keyset']})",
             str(cold["requests"]["peak_per_s"]),
             f"{warm.get('idle_after_s')} s",
