@@ -2,7 +2,9 @@
 
 Test and bench tooling, not product code. A client under measurement (the operator) gets a
 kubeconfig naming ``http://127.0.0.1:PORT`` with no credentials; the proxy forwards every
-request to the real kube-apiserver over TLS as the admin (client certificate), streams
+request to the real kube-apiserver over TLS with the proxy's own credentials (a client
+certificate, or a bearer token such as a ServiceAccount's, so that API Priority and
+Fairness classifies the requests as it would the client's own), streams
 each response through as it arrives (a watch is one long chunked response: buffering it
 would stall the client) and records one ``Request`` per request when the answer's status
 is known. The records say what the client asked of the API, in the API's own terms (verb,
@@ -11,8 +13,8 @@ resource, get/list/watch), which a client's logs cannot be trusted to say.
 Run as a process (so that its own CPU does not slow the measuring harness, and the other
 way round)::
 
-    python -m tests.controlplane.apiproxy --upstream URL --ca CA --cert CRT --key KEY \
-        --log requests.jsonl [--port 0]
+    python -m tests.controlplane.apiproxy --upstream URL --ca CA \
+        (--cert CRT --key KEY | --token-file FILE) --log requests.jsonl [--port 0]
 
 It prints ``listening on PORT`` once it accepts, and appends one JSON line per request to
 the log (line-buffered, so a reader sees each request at once). ``RequestLog`` tails that
@@ -134,8 +136,10 @@ class CountingProxy:
         upstream: str,
         ssl_context: ssl.SSLContext | None,
         record: Callable[[Request], None],
+        token: str | None = None,
     ) -> None:
         self.upstream = upstream.rstrip("/")
+        self.authorization = [("Authorization", f"Bearer {token}")] if token else []
         self.ssl_context = ssl_context
         self.record = record
         self._runner: web.ServerRunner | None = None
@@ -195,8 +199,9 @@ class CountingProxy:
         headers = [
             (key, value)
             for key, value in request.headers.items()
-            if key.lower() not in HOP_BY_HOP and key.lower() not in ("host", "content-length")
-        ]
+            if key.lower() not in HOP_BY_HOP
+            and key.lower() not in ("host", "content-length", "authorization")
+        ] + self.authorization
         try:
             async with self._session.request(
                 request.method,
@@ -297,9 +302,10 @@ def tally(records: Iterable[Request], keysets: int = 0) -> dict[str, Any]:
     return result
 
 
-def _client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
+def _client_context(ca: Path, cert: Path | None, key: Path | None) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(ca))
-    context.load_cert_chain(cert, key)
+    if cert is not None:
+        context.load_cert_chain(cert, key)
     return context
 
 
@@ -308,7 +314,8 @@ async def _serve(args: argparse.Namespace, log: TextIO) -> None:
         log.write(request.line() + "\n")
 
     context = _client_context(args.ca, args.cert, args.key) if args.ca else None
-    proxy = CountingProxy(args.upstream, context, record)
+    token = args.token_file.read_text().strip() if args.token_file else None
+    proxy = CountingProxy(args.upstream, context, record, token)
     port = await proxy.start(port=args.port)
     print(f"listening on {port}", flush=True)
     stopped = asyncio.Event()
@@ -325,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ca", type=Path, help="the API server's CA (omit for plain HTTP)")
     parser.add_argument("--cert", type=Path, help="client certificate to present upstream")
     parser.add_argument("--key", type=Path, help="its private key")
+    parser.add_argument("--token-file", type=Path, help="a bearer token to present upstream")
     parser.add_argument("--port", type=int, default=0, help="listen port (default: any)")
     parser.add_argument("--log", type=Path, required=True, help="append one JSON line a request")
     args = parser.parse_args(argv)
