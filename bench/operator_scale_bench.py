@@ -546,15 +546,22 @@ def when(text: str | None) -> float | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-async def rotation_burst(
-    api: Api,
-    watch: KeysetWatch,
-    operator: Operator,
-    log: RequestLog,
-    keysets: list[tuple[str, str]],
-    args: argparse.Namespace,
-) -> dict[str, Any]:
-    chosen = keysets[: args.burst]
+@dataclass
+class Rig:
+    """Everything one measured run drives: the harness's API and watch, proxy, operator."""
+
+    api: Api
+    watch: KeysetWatch
+    proxy: Proxy
+    operator: Operator
+    names: list[tuple[str, str]]
+    args: argparse.Namespace
+
+
+async def rotation_burst(rig: Rig) -> dict[str, Any]:
+    api, watch, operator, args = rig.api, rig.watch, rig.operator, rig.args
+    log = rig.proxy.log
+    chosen = rig.names[: args.burst]
     namespaces = sorted({ns for ns, _ in chosen})
     before = await read_keys(api, namespaces)
     margin = args.burst_margin if args.burst_margin else 30 + 0.03 * len(chosen)
@@ -724,7 +731,7 @@ async def measure(
         watch = KeysetWatch(api)
         await watch.start()
         try:
-            result.update(await phases(api, watch, proxy, operator, names, args))
+            result.update(await phases(Rig(api, watch, proxy, operator, names, args)))
         finally:
             await watch.stop()
     result["load_end"] = load()
@@ -747,14 +754,8 @@ class Neighbours:
         return spent
 
 
-async def phases(
-    api: Api,
-    watch: KeysetWatch,
-    proxy: Proxy,
-    operator: Operator,
-    names: list[tuple[str, str]],
-    args: argparse.Namespace,
-) -> dict[str, Any]:
+async def phases(rig: Rig) -> dict[str, Any]:
+    watch, proxy, operator, names, args = rig.watch, rig.proxy, rig.operator, rig.names, rig.args
     count = len(names)
     out: dict[str, Any] = {}
     neighbours = Neighbours({**args.plane_pids, "proxy": proxy.process.pid})
@@ -812,7 +813,7 @@ async def phases(
 
     # rotation burst
     if args.burst > 0:
-        out["burst"] = await rotation_burst(api, watch, operator, proxy.log, names, args)
+        out["burst"] = await rotation_burst(rig)
         print(f"  burst: {json.dumps(out['burst'], default=str)[:400]}", flush=True)
         out["after_burst"] = proc_figures(operator.pid)
         out["burst"]["neighbours_cpu_s"] = neighbours.since_last()
