@@ -556,6 +556,9 @@ class Rig:
     operator: Operator
     names: list[tuple[str, str]]
     args: argparse.Namespace
+    warm_restart_s: float = 0.0
+    """How long the warm restart's reconciliation of every keyset took: the burst's spec
+    changes cost about as much, so they must be settled before the due time."""
 
 
 async def rotation_burst(rig: Rig) -> dict[str, Any]:
@@ -564,7 +567,9 @@ async def rotation_burst(rig: Rig) -> dict[str, Any]:
     chosen = rig.names[: args.burst]
     namespaces = sorted({ns for ns, _ in chosen})
     before = await read_keys(api, namespaces)
-    margin = args.burst_margin if args.burst_margin else 30 + 0.03 * len(chosen)
+    margin = args.burst_margin or max(
+        30 + 0.03 * len(chosen), 20 + 1.5 * rig.warm_restart_s * len(chosen) / len(rig.names)
+    )
     due = time.time() + margin
     old_kid: dict[tuple[str, str], str] = {}
     intervals: dict[tuple[str, str], float] = {}
@@ -606,7 +611,7 @@ async def rotation_burst(rig: Rig) -> dict[str, Any]:
         return f"{sum(not watch.seen[key].ready for key in chosen)} not yet reconciled"
 
     await watch.wait(
-        "burst: spec changes reconciled", settled, margin + 60, unsettled, operator.alive
+        "burst: spec changes reconciled", settled, margin + 120, unsettled, operator.alive
     )
     settled_before_due = round(due - time.time(), 1)
 
@@ -652,6 +657,7 @@ async def rotation_burst(rig: Rig) -> dict[str, Any]:
         "patched_s": round(patched_s, 1),
         "margin_s": round(margin, 1),
         "settled_s_before_due": settled_before_due,
+        "clean": settled_before_due > 0,
         "rotated": len(late),
         "lost": len(chosen) - len(late),
         "late_median_s": round(statistics.median(late), 3) if late else None,
@@ -712,11 +718,12 @@ async def measure(
     plane: controlplane.ControlPlane,
     proxy: Proxy,
     operator: Operator,
-    keysets: int,
-    algorithm: str,
     args: argparse.Namespace,
-) -> dict[str, Any]:
-    result: dict[str, Any] = {"keysets": keysets, "algorithm": algorithm, "load_start": load()}
+    result: dict[str, Any],
+) -> None:
+    """Fill ``result`` phase by phase (what was measured survives a later failure)."""
+    keysets, algorithm = result["keysets"], result["algorithm"]
+    result["load_start"] = load()
     connector = aiohttp.TCPConnector(ssl=controlplane.admin_ssl_context(plane), limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         api = Api(plane.server, session)
@@ -731,12 +738,11 @@ async def measure(
         watch = KeysetWatch(api)
         await watch.start()
         try:
-            result.update(await phases(Rig(api, watch, proxy, operator, names, args)))
+            await phases(Rig(api, watch, proxy, operator, names, args), result)
         finally:
             await watch.stop()
-    result["load_end"] = load()
-    result["etcd"] = etcd_disk(plane.etcd_url)
-    return result
+            result["load_end"] = load()
+            result["etcd"] = etcd_disk(plane.etcd_url)
 
 
 @dataclass
@@ -754,10 +760,9 @@ class Neighbours:
         return spent
 
 
-async def phases(rig: Rig) -> dict[str, Any]:
+async def phases(rig: Rig, out: dict[str, Any]) -> None:
     watch, proxy, operator, names, args = rig.watch, rig.proxy, rig.operator, rig.names, rig.args
     count = len(names)
-    out: dict[str, Any] = {}
     neighbours = Neighbours({**args.plane_pids, "proxy": proxy.process.pid})
     neighbours.since_last()
 
@@ -795,6 +800,7 @@ async def phases(rig: Rig) -> dict[str, Any]:
         "requests": tally(during, keysets=count),
         "neighbours_cpu_s": neighbours.since_last(),
     }
+    rig.warm_restart_s = last - t1
     print(f"  warm restart: {json.dumps(out['warm'], default=str)[:400]}", flush=True)
 
     # idle
@@ -813,13 +819,16 @@ async def phases(rig: Rig) -> dict[str, Any]:
 
     # rotation burst
     if args.burst > 0:
-        out["burst"] = await rotation_burst(rig)
+        try:
+            out["burst"] = await rotation_burst(rig)
+        except BenchError as error:  # the other phases' figures stand
+            out["burst"] = {"error": str(error)}
         print(f"  burst: {json.dumps(out['burst'], default=str)[:400]}", flush=True)
+        operator.alive()
         out["after_burst"] = proc_figures(operator.pid)
         out["burst"]["neighbours_cpu_s"] = neighbours.since_last()
     out["whole_run"] = tally(proxy.log.between(t0), keysets=count)
     out["final_stop_s"] = operator.stop()
-    return out
 
 
 def run_one(keysets: int, algorithm: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -844,10 +853,11 @@ def run_one(keysets: int, algorithm: str, args: argparse.Namespace) -> dict[str,
         )
         stack.callback(operator.stop)
         started = time.monotonic()
+        result: dict[str, Any] = {"keysets": keysets, "algorithm": algorithm}
         try:
-            result = asyncio.run(measure(plane, proxy, operator, keysets, algorithm, args))
+            asyncio.run(measure(plane, proxy, operator, args, result))
         except BenchError as error:
-            result = {"keysets": keysets, "algorithm": algorithm, "error": str(error)}
+            result["error"] = str(error)
             print(f"  FAILED: {error}", flush=True)
         result["wall_s"] = round(time.monotonic() - started, 1)
         result["workdir"] = str(workdir) if args.keep else None
@@ -887,7 +897,7 @@ def table(results: list[dict[str, Any]]) -> str:
             continue
         cold, warm, idle = r["cold"], r.get("warm", {}), r.get("idle", {})
         burst = r.get("burst") or {}
-        whole = r["whole_run"]
+        whole = r.get("whole_run") or tally(())
         row = [
             f"{r['keysets']:,}",
             r["algorithm"],
@@ -904,12 +914,16 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{cell(idle.get('per_minute'))} ({idle.get('requests', {}).get('peak_per_s')})",
             f"{cell(burst.get('late_median_s'))} / {cell(burst.get('late_p99_s'))} / "
             f"{cell(burst.get('late_max_s'), ' s')}",
-            f"{cell(burst.get('rotated'))} / {cell(burst.get('lost'))}",
+            f"{cell(burst.get('rotated'))} / {cell(burst.get('lost'))}"
+            + ("" if burst.get("clean", True) else " (spec changes not settled before due)"),
             str(whole["status_409"]),
             f"{whole['events_posted']} / {whole['events_lost']}",
             str(whole["status_429"]),
         ]
         lines.append("| " + " | ".join(row) + " |")
+    failures = [r for r in results if r.get("error") or (r.get("burst") or {}).get("error")]
+    for r in failures:
+        lines.append(f"\n{r['keysets']} {r['algorithm']}: {r.get('error') or r['burst']['error']}")
     return "\n".join(lines)
 
 
@@ -987,7 +1001,7 @@ def main() -> int:
             args.json.write_text(json.dumps(document, indent=2, default=str))
     print()
     print(table(results))
-    return 1 if any("error" in r and "cold" not in r for r in results) else 0
+    return 1 if any(r.get("error") or (r.get("burst") or {}).get("error") for r in results) else 0
 
 
 if __name__ == "__main__":
