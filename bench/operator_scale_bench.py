@@ -568,7 +568,7 @@ async def rotation_burst(rig: Rig) -> dict[str, Any]:
     namespaces = sorted({ns for ns, _ in chosen})
     before = await read_keys(api, namespaces)
     margin = args.burst_margin or max(
-        30 + 0.03 * len(chosen), 20 + 1.5 * rig.warm_restart_s * len(chosen) / len(rig.names)
+        30 + 0.03 * len(chosen), 30 + 2 * rig.warm_restart_s * len(chosen) / len(rig.names)
     )
     due = time.time() + margin
     old_kid: dict[tuple[str, str], str] = {}
@@ -962,7 +962,8 @@ def main() -> int:
         "--burst-margin",
         type=float,
         default=0.0,
-        help="s from the patches to the due time (default 30 + 0.03 s/keyset)",
+        help="s from the patches to the due time (default: 30 + the larger of 0.03 s per "
+        "keyset and twice the warm restart's time per burst keyset)",
     )
     parser.add_argument(
         "--cold-timeout", type=float, default=0.0, help="default 120 + 0.1 s/keyset"
