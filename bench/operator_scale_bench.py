@@ -573,6 +573,7 @@ async def rotation_burst(rig: Rig) -> dict[str, Any]:
     due = time.time() + margin
     old_kid: dict[tuple[str, str], str] = {}
     intervals: dict[tuple[str, str], float] = {}
+    generations: dict[tuple[str, str], int] = {}
     gate = asyncio.Semaphore(args.in_flight)
     patch_started = time.time()
 
@@ -594,21 +595,27 @@ async def rotation_burst(rig: Rig) -> dict[str, Any]:
         }
         namespace, name = key
         async with gate:
-            await api.call(
+            patched = await api.call(
                 "PATCH",
                 f"{KEYSETS_PATH}/namespaces/{namespace}/jwkskeysets/{name}",
                 body,
                 content_type="application/merge-patch+json",
             )
+        generations[key] = int(patched["metadata"]["generation"])
 
     await asyncio.gather(*(patch(key) for key in chosen))
     patched_s = time.time() - patch_started
 
+    def reconciled(key: tuple[str, str]) -> bool:
+        """Ready for the patched generation (not merely: the watch has not seen the patch)."""
+        seen = watch.seen[key]
+        return seen.ready and seen.generation >= generations[key]
+
     def settled() -> bool:
-        return all(watch.seen[key].ready for key in chosen)
+        return all(reconciled(key) for key in chosen)
 
     def unsettled() -> str:
-        return f"{sum(not watch.seen[key].ready for key in chosen)} not yet reconciled"
+        return f"{sum(not reconciled(key) for key in chosen)} not yet reconciled"
 
     await watch.wait(
         "burst: spec changes reconciled", settled, margin + 120, unsettled, operator.alive
@@ -635,7 +642,8 @@ async def rotation_burst(rig: Rig) -> dict[str, Any]:
     late: list[float] = []
     for key in chosen:
         keys = sorted(
-            (k for k in after.get(key, []) if k.get("activatedAt")), key=lambda k: k["activatedAt"]
+            (k for k in after.get(key, []) if k.get("activatedAt")),
+            key=lambda k: when(k["activatedAt"]) or 0.0,
         )
         kids = [k["kid"] for k in keys]
         if old_kid[key] not in kids or kids.index(old_kid[key]) + 1 >= len(kids):
