@@ -971,7 +971,7 @@ def main() -> int:
         type=float,
         default=0.0,
         help="s from the patches to the due time (default: 30 + the larger of 0.03 s per "
-        "keyset and twice the warm restart's time per burst keyset)",
+        "burst keyset and twice the warm restart's time, scaled to the burst's share)",
     )
     parser.add_argument(
         "--cold-timeout", type=float, default=0.0, help="default 120 + 0.1 s/keyset"
