@@ -3,13 +3,15 @@
 Area-specific fixtures belong in the area's own conftest.py (tests/e2e/conftest.py, ...).
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from jwks_operator.kube.client import KubeClient
+from jwks_operator.kube.config import endpoint_provider
 from tests.support.cluster import EmulatedCluster, emulated_cluster
 
 
@@ -31,3 +33,11 @@ def make_cluster(tmp_path: Path) -> Iterator[Callable[..., EmulatedCluster]]:
             return stack.enter_context(emulated_cluster(workdir, **options))
 
         yield make
+
+
+@pytest.fixture
+async def kube_client(cluster: EmulatedCluster) -> AsyncIterator[KubeClient]:
+    """The project's API client, with the credentials of ``cluster``'s kubeconfig."""
+    client = KubeClient(endpoint_provider(str(cluster.kubeconfig)))
+    yield client
+    await client.close()

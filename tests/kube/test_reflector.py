@@ -47,10 +47,8 @@ class Recorder:
 
 
 @pytest.fixture
-async def client(cluster: EmulatedCluster) -> AsyncIterator[KubeClient]:
-    kube = KubeClient(endpoint_provider(str(cluster.kubeconfig)))
-    yield kube
-    await kube.close()
+def client(kube_client: KubeClient) -> KubeClient:
+    return kube_client
 
 
 @pytest.fixture

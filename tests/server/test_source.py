@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from jwks_operator.core.contract import KEYSET_LABEL, KEYSET_UID_ANNOTATION
 from jwks_operator.kube.client import KubeClient
-from jwks_operator.kube.config import endpoint_provider
 from jwks_operator.kube.reflector import Change, ReflectorSettings
 from jwks_operator.server.kube import CONFIGMAPS, KEYSETS, SELECTOR, ConfigMapSource
 from jwks_operator.server.snapshot import SnapshotStore
@@ -26,10 +25,8 @@ FAST = ReflectorSettings(backoff_initial=0.05, backoff_max=0.2, page_size=2)
 
 
 @pytest.fixture
-async def client(cluster: EmulatedCluster) -> AsyncIterator[KubeClient]:
-    kube = KubeClient(endpoint_provider(str(cluster.kubeconfig)))
-    yield kube
-    await kube.close()
+def client(kube_client: KubeClient) -> KubeClient:
+    return kube_client
 
 
 @pytest.fixture
