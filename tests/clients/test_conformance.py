@@ -67,6 +67,8 @@ UNKNOWN_KID_COOLDOWN: Final = (
     32.0  # PyJWT's and jose's default wait between unknown-kid refetches is 30 s
 )
 CACHE_SECONDS: Final = 1.0
+REFETCH_TRIES: Final = 3
+"""Refetch triggers a verifier gets before a removed key it still accepts is a failure."""
 LONG_CACHE_SECONDS: Final = 600.0
 REMOVAL_POLL: Final = 0.2  # seconds between two asks about a removed key's token
 TTL_SLACK: Final = 2.5  # a cache-ttl verifier refuses a removed key within CACHE_SECONDS + this
@@ -533,14 +535,21 @@ def poll_removed(
             results.refused_at_first_ask[name] += first
         elif overdue:
             still.discard(i)
-            miss = sign_token(tokens.foreign(alg), tokens.claims(alg))
-            short[i].send(request(tokens, port, alg, miss))
-            results.expect(
-                name, alg, "foreign-keyset (refetch trigger)", short[i].receive(), ok=False
-            )
-            short[i].send(request(tokens, port, alg, token))
-            again = short[i].receive()
-            results.counts[name] += 2
+            # A refetch the trigger starts may still be on its way when the token is asked
+            # again on a loaded machine: up to three triggers, a second apart.
+            for attempt in range(REFETCH_TRIES):
+                if attempt:
+                    time.sleep(1)
+                miss = sign_token(tokens.foreign(alg), tokens.claims(alg))
+                short[i].send(request(tokens, port, alg, miss))
+                results.expect(
+                    name, alg, "foreign-keyset (refetch trigger)", short[i].receive(), ok=False
+                )
+                short[i].send(request(tokens, port, alg, token))
+                again = short[i].receive()
+                results.counts[name] += 2
+                if not again["ok"]:
+                    break
             if again["ok"]:
                 results.failures.append(
                     f"{name} {alg}: removed key {kid} still accepted after a refetch"
