@@ -56,9 +56,11 @@ OPERATOR: Final[tuple[Permission, ...]] = (
         "",
         "secrets",
         ("get", "list", "watch", "create", "patch"),
-        "The Secret <secretName> is the source of truth for the private keys: read, created "
-        "once, then rewritten by merge patch; watched (label jwks.dev/keyset) to notice "
-        "deletion and tampering. No update (the store never PUTs) and no delete: with "
+        "The Secret <secretName> is the source of truth for the private keys: listed and "
+        "watched (labels jwks.dev/keyset and managed-by only) into the operator's cache, "
+        "which reconciles read and which notices deletion and tampering; get only when the "
+        "cache lacks a target name (a new keyset, or someone else's object there); created "
+        "once, then rewritten by merge patch. No update (the store never PUTs) and no delete: with "
         "deletionPolicy Delete the garbage collector removes it through the ownerReference, "
         "and Retain keeps it by definition.",
     ),

@@ -8,7 +8,8 @@ modules, in that order:
 - ``representation``: ``Document`` (bytes, gzip, ETags) and content negotiation.
 - ``snapshot``: ``SnapshotStore`` (``apply`` / ``remove`` / ``mark_ready`` / ``batch``),
   the immutable ``Snapshot`` it swaps and its ``KeySetEntry``.
-- ``kube``: ``load_connection`` and ``ConfigMapSource`` (list + watch into a store).
+- ``kube``: ``ConfigMapSource`` (list + watch of keysets and ConfigMaps into a store, on
+  the project's one client, ``jwks_operator.kube``).
 - ``routing``: request targets to routes, strictly.
 - ``app``: ``Responder``, the aiohttp request handler (``/verify`` calls
   ``jwks_operator.verification.handle_verify``).

@@ -61,7 +61,6 @@ SECRET: Final = "Secret"
 CONFIGMAP: Final = "ConfigMap"
 PLURALS: Final = {SECRET: "secrets", CONFIGMAP: "configmaps"}
 """The kinds the store keeps, as the cache watches them."""
-_PLURALS: Final = PLURALS
 
 
 class Tracker(Protocol):
@@ -161,8 +160,8 @@ class KubernetesStore:
 
     def _path(self, kind: str, name: str | None = None) -> str:
         if name is None:
-            return collection_path("v1", _PLURALS[kind], self._namespace)
-        return object_path("v1", _PLURALS[kind], self._namespace, name)
+            return collection_path("v1", PLURALS[kind], self._namespace)
+        return object_path("v1", PLURALS[kind], self._namespace, name)
 
     def _remember(self, kind: str, obj: Mapping[str, Any] | None) -> None:
         self._objects[kind] = obj
@@ -421,7 +420,7 @@ async def release_stale(
                 }
             }
             updated = await client.merge_patch(
-                object_path("v1", _PLURALS[kind], namespace, name), patch
+                object_path("v1", PLURALS[kind], namespace, name), patch
             )
             cache.observe(kind, updated)
             released.append(f"{kind} {name}")
