@@ -90,23 +90,43 @@ async def test_configmaps_not_managed_by_the_operator_are_not_served(
     assert store.get("default", "victim") is None
 
 
+async def delete_behind_a_broken_watch(
+    cluster: EmulatedCluster,
+    store: SnapshotStore,
+    ec_private: ec.EllipticCurvePrivateKey,
+    *,
+    failed_watches: int,
+    compact: bool = False,
+) -> None:
+    """Publish a keyset, then break the ConfigMap watch (and fail the next watches) while
+    its ConfigMap is deleted; with ``compact`` the deletion cannot be replayed either."""
+    await asyncio.to_thread(publish, cluster, "gone", configmap_data(public_jwk(ec_private)))
+    await until(lambda: store.get("default", "gone") is not None)
+    await asyncio.to_thread(
+        cluster.fail_next, 503, failed_watches, verb="watch", plural="configmaps"
+    )
+    await asyncio.to_thread(cluster.drop_watches, abort=True)
+    await asyncio.to_thread(cluster.delete, "configmaps", "gone-jwks", "default")
+    if compact:
+        await asyncio.to_thread(cluster.compact)
+
+
+def lists(cluster: EmulatedCluster) -> int:
+    return len([r for r in cluster.request_log() if r.verb == "list"])
+
+
 async def test_a_dropped_watch_resumes_and_misses_nothing_without_a_relist(
     cluster: EmulatedCluster,
     running: tuple[ConfigMapSource, SnapshotStore],
     ec_private: ec.EllipticCurvePrivateKey,
 ) -> None:
     _, store = running
-    await asyncio.to_thread(publish, cluster, "gone", configmap_data(public_jwk(ec_private)))
-    await until(lambda: store.get("default", "gone") is not None)
-    lists_before = [r for r in await asyncio.to_thread(cluster.request_log) if r.verb == "list"]
-    # Break the watch and fail the next watches for a while; delete meanwhile.
-    await asyncio.to_thread(cluster.fail_next, 503, 2, verb="watch", plural="configmaps")
-    await asyncio.to_thread(cluster.drop_watches, abort=True)
-    await asyncio.to_thread(cluster.delete, "configmaps", "gone-jwks", "default")
+    await until(lambda: store.snapshot.ready)
+    lists_before = await asyncio.to_thread(lists, cluster)
+    await delete_behind_a_broken_watch(cluster, store, ec_private, failed_watches=2)
     await until(lambda: store.get("default", "gone") is None)
     assert store.metrics.watch_restarts.get("error", 0) >= 1
-    lists_after = [r for r in await asyncio.to_thread(cluster.request_log) if r.verb == "list"]
-    assert len(lists_after) == len(lists_before)  # resumed from its resourceVersion
+    assert await asyncio.to_thread(lists, cluster) == lists_before  # resumed, not re-listed
 
 
 async def test_after_compaction_a_relist_removes_what_vanished(
@@ -115,12 +135,7 @@ async def test_after_compaction_a_relist_removes_what_vanished(
     ec_private: ec.EllipticCurvePrivateKey,
 ) -> None:
     _, store = running
-    await asyncio.to_thread(publish, cluster, "gone", configmap_data(public_jwk(ec_private)))
-    await until(lambda: store.get("default", "gone") is not None)
-    await asyncio.to_thread(cluster.fail_next, 503, 3, verb="watch", plural="configmaps")
-    await asyncio.to_thread(cluster.drop_watches, abort=True)
-    await asyncio.to_thread(cluster.delete, "configmaps", "gone-jwks", "default")
-    await asyncio.to_thread(cluster.compact)  # the deletion event is no longer replayable
+    await delete_behind_a_broken_watch(cluster, store, ec_private, failed_watches=3, compact=True)
     await until(lambda: store.get("default", "gone") is None)
     assert store.metrics.watch_restarts.get("expired", 0) >= 1
 

@@ -159,13 +159,7 @@ class Reflector:
                 resource_version = str(metadata.get("resourceVersion") or "")
                 break
         self.lists += 1
-        kind = _item_kind(self.path)
-        fresh: dict[tuple[str, str], Mapping[str, Any]] = {}
-        for item in items:
-            if kind and "kind" not in item:
-                item = {"kind": kind, **item}  # list items of built-in kinds carry no kind
-            if self._selected(item):
-                fresh[object_key(item)] = item
+        fresh = {object_key(item): item for item in items if self._selected(item)}
         changes: list[Change] = []
         for key in [key for key in self._versions if key not in fresh]:
             del self._versions[key]
@@ -245,13 +239,6 @@ class Reflector:
 
 def _version(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
-
-
-_KINDS: Final = {"secrets": "Secret", "configmaps": "ConfigMap", "jwkskeysets": "JwksKeySet"}
-
-
-def _item_kind(path: str) -> str | None:
-    return _KINDS.get(path.rstrip("/").rsplit("/", 1)[-1])
 
 
 def describe(error: BaseException) -> str:
